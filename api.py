@@ -1,0 +1,130 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Recon3D's Python API (the contract in DESIGN.md).
+
+    from bl_ext.<repo>.recon3d import api
+    objects = api.reconstruct("/photos/chair.jpg", provider="segmind_sam3d", prompt="chair")
+
+`submit` prepares inputs on the calling (main) thread, refuses anything it can check locally
+before a byte is sent, and returns at once; the network work happens on worker threads.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+
+import bpy
+
+from . import bridge, importer, inputs, runtime
+from .errors import Canceled, InputError, Recon3DError
+from .jobs import Job
+from .providers import JobInputs, provider_class
+
+__all__ = ["Job", "Recon3DError", "cancel", "get_job", "import_job", "jobs", "reconstruct",
+           "submit"]
+
+
+def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, points=None,
+           boxes=None, seed=None, options=None, _origin: dict | None = None) -> Job:
+    """Start a job and return it at once. Raises Recon3DError, with nothing sent, for input
+    that can be checked here (missing or unreadable file, an input the provider does not take,
+    a value out of range, no key, online access off)."""
+    cls = provider_class(provider)
+    if prompt is not None and not isinstance(prompt, str):
+        raise InputError("The prompt must be text.")
+    prompt = (prompt or "").strip() or None
+    if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
+        raise InputError(f"The seed must be a whole number; got {seed!r}.")
+    options = dict(options or {})
+    # What can be checked without touching files, first: the cheapest refusals.
+    cls.validate(JobInputs(image_path="", image_size=(1 << 30, 1 << 30), prompt=prompt,
+                           mask_paths=[""] * (len(mask) if isinstance(mask, (list, tuple))
+                                              else (1 if mask is not None else 0)),
+                           points=list(points or []), boxes=list(boxes or []), seed=seed,
+                           options=options))
+    runtime.check_ready_to_send(provider)
+
+    eng = runtime.engine()
+    job = Job(provider, {}, origin=dict(_origin or {}))
+    job_dir = eng.job_dir(job)
+    try:
+        prepared = inputs.prepare(job_dir, image, mask=mask, points=points, boxes=boxes)
+        job_inputs = JobInputs(image_path=prepared.image_path, image_size=prepared.image_size,
+                               prompt=prompt, mask_paths=prepared.mask_paths,
+                               points=prepared.points, boxes=prepared.boxes, seed=seed,
+                               options=options)
+        cls.validate(job_inputs)
+    except BaseException:
+        shutil.rmtree(job_dir, ignore_errors=True)
+        raise
+    job.inputs = job_inputs.to_json()
+    job.label = _label(image, prompt)
+    eng.submit(job)
+    bridge.ensure_timer()
+    return job
+
+
+def import_job(job: Job, *, placement: str = "cursor", target_size: float | None = None,
+               collection=None) -> list:
+    """Import a finished job into the current scene; returns the new objects."""
+    job = _job(job)
+    if job.state == "failed":
+        raise Recon3DError(job.error or "The job failed.", code=job.error_code or "failed")
+    if job.state == "canceled":
+        raise Canceled("The job was canceled; there is nothing to import.")
+    if job.state not in ("ready", "imported"):
+        raise Recon3DError(f"The job is still {job.state}; wait for it to finish "
+                           f"(job.wait()) before importing.", code="not_ready")
+    missing = [f for f in job.files if not os.path.isfile(f)]
+    if missing:
+        raise Recon3DError("The job's result files are gone from Recon3D's data folder; "
+                           "generate again.", code="result")
+    name = f"Recon3D {job.id}"
+    objects = importer.import_files(job.files, name=name, placement=placement,
+                                    target_size=target_size, collection=collection)
+    runtime.engine().mark_imported(job, [o.name for o in objects])
+    return objects
+
+
+def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cursor",
+                target_size: float | None = None, collection=None, timeout: float | None = None,
+                **submit_kw) -> list:
+    """submit + wait + import, for scripts and batch work. Raises Recon3DError on failure."""
+    job = submit(image, provider, **submit_kw)
+    job.wait(timeout)
+    if job.state == "failed":
+        raise Recon3DError(job.error or "The job failed.", code=job.error_code or "failed")
+    if job.state == "canceled":
+        raise Canceled("The job was canceled.")
+    if job.state not in ("ready", "imported"):
+        raise Recon3DError(f"The job {job.id} did not finish within {timeout:g} s; it keeps "
+                           f"running: import it later with api.import_job(api.get_job("
+                           f"'{job.id}')).", code="timeout")
+    return import_job(job, placement=placement, target_size=target_size,
+                      collection=collection)
+
+
+def jobs() -> list[Job]:
+    return runtime.engine().jobs()
+
+
+def get_job(job_id: str) -> Job:
+    job = runtime.engine().get(job_id)
+    if job is None:
+        raise Recon3DError(f"There is no Recon3D job '{job_id}'.", code="not_found")
+    return job
+
+
+def cancel(job) -> None:
+    runtime.engine().cancel(_job(job))
+
+
+def _job(job) -> Job:
+    return get_job(job) if isinstance(job, str) else job
+
+
+def _label(image, prompt) -> str:
+    if prompt:
+        return prompt[:40]
+    if isinstance(image, bpy.types.Image):
+        return image.name
+    return os.path.splitext(os.path.basename(os.fspath(image)))[0][:40]

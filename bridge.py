@@ -1,0 +1,94 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The main-thread bridge: worker threads never touch bpy; they post job ids to the engine's
+event queue, and `drain()` (main thread) turns them into UI updates and auto-imports.
+
+`drain()` is an ordinary function: a persistent `bpy.app.timers` callback calls it in the UI,
+and headless code (tests, `blender -b`, the bpy module, where timers never fire) calls it
+directly. The timer runs only while jobs are active and is removed on disable.
+"""
+from __future__ import annotations
+
+import queue
+import time
+
+import bpy
+
+from . import runtime
+
+TICK_SECONDS = 0.25
+
+
+def drain(max_seconds: float = 0.01) -> int:
+    """Handle queued job events for at most `max_seconds` (imports excepted); return how many."""
+    eng = runtime.running_engine()
+    if eng is None:
+        return 0
+    deadline = time.perf_counter() + max_seconds
+    handled = 0
+    changed: dict[str, object] = {}
+    while time.perf_counter() < deadline:
+        try:
+            job_id = eng.events.get_nowait()
+        except queue.Empty:
+            break
+        handled += 1
+        job = eng.get(job_id)
+        if job is not None:
+            changed[job_id] = job
+    for job in changed.values():
+        if job.state == "ready" and job.origin.get("auto_import"):
+            _auto_import(job)
+    if handled:
+        _redraw()
+    return handled
+
+
+def _auto_import(job) -> None:
+    """Import into the file and scene the job came from; otherwise leave it 'ready'."""
+    from . import api
+    origin = job.origin
+    if origin.get("blend", "") != bpy.data.filepath:
+        return
+    scene = bpy.data.scenes.get(origin.get("scene", ""))
+    if scene is None or scene != bpy.context.scene:
+        return
+    try:
+        api.import_job(job, placement=origin.get("placement", "cursor"),
+                       target_size=origin.get("target_size"))
+    except api.Recon3DError as exc:
+        runtime.engine().note_import_error(job, str(exc))
+        return
+    try:
+        bpy.ops.ed.undo_push(message="Recon3D Import")
+    except RuntimeError:
+        pass      # no undo stack (background mode)
+
+
+def _redraw() -> None:
+    wm = getattr(bpy.context, "window_manager", None)
+    if wm is None:
+        return
+    for window in wm.windows:
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                area.tag_redraw()
+
+
+def _tick():
+    drain()
+    eng = runtime.running_engine()
+    if eng is None:
+        return None
+    if eng.has_active_jobs() or not eng.events.empty():
+        return TICK_SECONDS
+    return None
+
+
+def ensure_timer() -> None:
+    if not bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.register(_tick, first_interval=TICK_SECONDS, persistent=True)
+
+
+def stop_timer() -> None:
+    if bpy.app.timers.is_registered(_tick):
+        bpy.app.timers.unregister(_tick)

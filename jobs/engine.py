@@ -1,0 +1,393 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The job engine: worker threads that submit, poll and download, one lane per provider.
+
+bpy-free. The Blender side hands it resolved settings (URLs, keys, online access) through
+`settings_for`, reads `events` on the main thread, and never waits on it there.
+
+The money rules live here:
+- the remote id is journaled before the worker does anything else with it;
+- `submit_sent` is journaled right before the billing request, so a job interrupted between
+  sending and recording is never sent again (unless its provider's submit is idempotent);
+- a canceled job never reaches "ready".
+"""
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+from ..errors import Canceled, JobFailed, Recon3DError, ServiceError
+from ..providers import JobInputs, PollStatus, ProviderSettings, make_provider, provider_class
+from .journal import Journal
+from .model import ACTIVE, Job
+from .polling import next_poll_interval
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MAX_IN_FLIGHT = 4
+#: how long a job may keep getting transient errors while polling before it gives up
+TRANSIENT_GIVE_UP = 15 * 60.0
+#: a job still unfinished after this long is failed (services expire results after ~1 h)
+JOB_DEADLINE = 2 * 3600.0
+
+
+class _Stopped(Exception):
+    """The engine is shutting down (extension disabled): leave the job as journaled."""
+
+
+class StopSignal:
+    """What a worker waits on: its job's cancel, or the engine shutting down.
+
+    `wait(seconds)` returns True when the worker should stop; the HTTP layer uses it for its
+    retry pauses, so a cancel interrupts a backoff at once."""
+
+    def __init__(self, job: Job, stopping: threading.Event):
+        self.job = job
+        self.stopping = stopping
+
+    def wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + max(seconds, 0.0)
+        while True:
+            if self.job.cancel_event.is_set() or self.stopping.is_set():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.job.cancel_event.wait(min(remaining, 0.2))
+
+    def raise_if_stopped(self) -> None:
+        if self.job.cancel_event.is_set():
+            raise Canceled("The job was canceled.")
+        if self.stopping.is_set():
+            raise _Stopped()
+
+
+class Lane:
+    """Jobs of one provider: at most `limit` in flight, the rest waiting in submission order.
+    A 429 from the service pauses the whole lane instead of failing jobs."""
+
+    def __init__(self, engine: "Engine", provider_id: str, limit: int):
+        self.engine = engine
+        self.provider_id = provider_id
+        self.limit = max(1, int(limit))
+        self.pending: deque[tuple[Job, str]] = deque()
+        self.active = 0
+        self.lock = threading.Lock()
+        self.backoff_until = 0.0
+
+    def enqueue(self, job: Job, step: str) -> None:
+        with self.lock:
+            self.pending.append((job, step))
+        self.spawn()
+
+    def remove(self, job: Job) -> bool:
+        with self.lock:
+            for item in list(self.pending):
+                if item[0] is job:
+                    self.pending.remove(item)
+                    return True
+        return False
+
+    def spawn(self) -> None:
+        with self.lock:
+            while self.active < self.limit and self.pending:
+                self.active += 1
+                threading.Thread(target=self._worker, name=f"recon3d-{self.provider_id}",
+                                 daemon=True).start()
+
+    def slow_down(self, seconds: float) -> None:
+        """Called by the HTTP layer on a 429: every job of this lane waits that long."""
+        with self.lock:
+            self.backoff_until = max(self.backoff_until, time.monotonic() + seconds)
+
+    def wait_backoff(self, stop: StopSignal) -> None:
+        while True:
+            remaining = self.backoff_until - time.monotonic()
+            if remaining <= 0:
+                return
+            if stop.wait(remaining):
+                stop.raise_if_stopped()
+
+    def _worker(self) -> None:
+        while True:
+            with self.lock:
+                if not self.pending or self.engine.stopping.is_set() or self.active > self.limit:
+                    self.active -= 1
+                    return
+                job, step = self.pending.popleft()
+            self.engine._run(job, step, self)
+
+
+class Engine:
+    def __init__(self, data_dir: str, settings_for: Callable[[str], ProviderSettings], *,
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, sleep=None):
+        self.journal = Journal(data_dir)
+        self.data_dir = data_dir
+        self.settings_for = settings_for
+        self.max_in_flight = max_in_flight
+        self.events: "queue.SimpleQueue[str]" = queue.SimpleQueue()
+        self.stopping = threading.Event()
+        self._jobs: dict[str, Job] = {}
+        self._lanes: dict[str, Lane] = {}
+        self._lock = threading.Lock()
+        self._sleep = sleep
+
+    # -- public -------------------------------------------------------------------------------
+    def jobs(self) -> list[Job]:
+        with self._lock:
+            return sorted(self._jobs.values(), key=lambda j: j.created_at)
+
+    def get(self, job_id: str) -> Job | None:
+        with self._lock:
+            return self._jobs.get(job_id)
+
+    def has_active_jobs(self) -> bool:
+        return any(j.state in ACTIVE for j in self.jobs())
+
+    def job_dir(self, job: Job) -> str:
+        return self.journal.job_dir(job.id)
+
+    def set_max_in_flight(self, limit: int) -> None:
+        self.max_in_flight = max(1, int(limit))
+        for lane in list(self._lanes.values()):
+            lane.limit = self.max_in_flight
+            lane.spawn()
+
+    def submit(self, job: Job) -> Job:
+        """Journal the job, then queue it. Returns at once."""
+        self._record(job)
+        self._lane(job.provider).enqueue(job, "submit")
+        return job
+
+    def cancel(self, job: Job) -> None:
+        """Stop local work at once; the worker asks the service to cancel (best effort)."""
+        if job.state not in ACTIVE:
+            return
+        job.cancel_event.set()
+        lane = self._lanes.get(job.provider)
+        if lane is not None and lane.remove(job):
+            self._finish_canceled(job, None)
+
+    def mark_imported(self, job: Job, object_names: list[str]) -> None:
+        self._set(job, state="imported", imported_objects=list(object_names), error=None,
+                  error_code=None)
+
+    def note_import_error(self, job: Job, message: str) -> None:
+        """An import failed: the job stays 'ready' (files intact) so it can be imported again."""
+        self._set(job, error=message, error_code="import")
+
+    def resume(self) -> list[Job]:
+        """Pick up the journal's unfinished jobs (extension enabled, Blender started)."""
+        resumed = []
+        for job in self.journal.load_all():
+            with self._lock:
+                if job.id in self._jobs:
+                    continue
+                self._jobs[job.id] = job
+            step = self._resume_step(job)
+            if step:
+                self._lane(job.provider).enqueue(job, step)
+                resumed.append(job)
+        return resumed
+
+    def shutdown(self, timeout: float = 2.0) -> None:
+        """Stop workers between steps, leaving every job journaled as it is (it resumes on the
+        next enable). Never cancels anything on the service."""
+        self.stopping.set()
+        deadline = time.monotonic() + timeout
+        for thread in threading.enumerate():
+            if thread.name.startswith("recon3d-") and thread is not threading.current_thread():
+                thread.join(max(deadline - time.monotonic(), 0.0))
+
+    # -- internals -----------------------------------------------------------------------------
+    def _lane(self, provider_id: str) -> Lane:
+        with self._lock:
+            lane = self._lanes.get(provider_id)
+            if lane is None:
+                lane = self._lanes[provider_id] = Lane(self, provider_id, self.max_in_flight)
+            return lane
+
+    def _record(self, job: Job) -> None:
+        with self._lock:
+            self._jobs[job.id] = job
+        self._save(job)
+
+    def _save(self, job: Job) -> None:
+        self.journal.write(job)
+        self.events.put(job.id)
+
+    def _set(self, job: Job, **changes) -> None:
+        job.update(**changes)
+        self._save(job)
+
+    def _resume_step(self, job: Job) -> str | None:
+        if job.state == "queued":
+            return "submit"
+        if job.state == "submitting":
+            if not job.submit_sent:
+                return "submit"
+            if not job.remote_id:
+                try:
+                    idempotent = provider_class(job.provider).idempotent_submit
+                except Recon3DError:
+                    idempotent = False
+                if idempotent:
+                    return "submit"
+                service = _service_name(job.provider)
+                self._set(job, state="failed", error_code="interrupted_submit", error=(
+                    f"Blender stopped while this job was being sent to {service}, before "
+                    f"{service} confirmed it. It may have been accepted and billed: check your "
+                    f"{service} dashboard. Recon3D did not send it again, so you are not "
+                    f"charged twice."))
+                return None
+            return "poll"
+        if job.state in ("running", "downloading"):
+            return "poll" if job.remote_id else None
+        if job.state == "ready":
+            if job.files and all(os.path.isfile(f) for f in job.files):
+                return None
+            if job.remote_id:
+                job.update(state="downloading")
+                return "poll"
+        return None
+
+    def _run(self, job: Job, step: str, lane: Lane) -> None:
+        stop = StopSignal(job, self.stopping)
+        provider = None
+        try:
+            stop.raise_if_stopped()
+            provider = make_provider(job.provider, self.settings_for(job.provider),
+                                     cancel_event=stop, on_backoff=lane.slow_down,
+                                     **({"sleep": self._sleep} if self._sleep else {}))
+            inputs = JobInputs.from_json(job.inputs)
+            if step == "submit":
+                self._submit(job, provider, inputs, lane, stop)
+            # A resumed job polls at once: it may have finished while Blender was closed.
+            status = self._poll_until_done(job, provider, lane, stop, immediate=step != "submit")
+            self._download(job, provider, status, stop)
+        except _Stopped:
+            return
+        except Canceled:
+            if job.cancel_event.is_set():
+                self._finish_canceled(job, provider)
+        except Recon3DError as exc:
+            if job.cancel_event.is_set():
+                self._finish_canceled(job, provider)
+            elif not self.stopping.is_set():
+                self._set(job, state="failed", error=str(exc), error_code=exc.code)
+        except Exception as exc:  # a bug: the artist still gets a sentence, the console the trace
+            log.exception("Recon3D job %s failed unexpectedly", job.id)
+            self._set(job, state="failed", error_code="internal", error=(
+                f"Recon3D hit an unexpected problem ({type(exc).__name__}: {exc}). The job's "
+                f"files are kept in {self.job_dir(job)}; please report this."))
+
+    def _submit(self, job, provider, inputs, lane, stop) -> None:
+        state = dict(job.provider_state)
+        self._set(job, state="submitting")
+
+        def mark_sending():
+            stop.raise_if_stopped()
+            self._set(job, submit_sent=True, provider_state=dict(state))
+
+        while True:
+            lane.wait_backoff(stop)
+            try:
+                remote_id = provider.submit(inputs, state, mark_sending)
+                break
+            except Recon3DError as exc:
+                # 429: the service provably did not take it; wait for the lane, then again.
+                if exc.code == "rate_limited" and not stop.wait(0):
+                    lane.slow_down(5.0)
+                    continue
+                raise
+        self._set(job, state="running", remote_id=remote_id, provider_state=dict(state),
+                  submitted_at=time.time(), **_money(state))
+
+    def _poll_until_done(self, job, provider, lane, stop, immediate: bool) -> PollStatus:
+        state = dict(job.provider_state)
+        submitted = job.submitted_at or time.time()
+        if job.state == "downloading" and job.provider_state.get("final_status"):
+            return PollStatus("done", detail=job.provider_state["final_status"])
+        trouble_since = None
+        delay = 0.0 if immediate else None
+        while True:
+            age = time.time() - submitted
+            if age > JOB_DEADLINE:
+                raise ServiceError(f"{provider.service} has not finished this job after "
+                                   f"{JOB_DEADLINE / 3600:.0f} hours; Recon3D stopped waiting. "
+                                   f"Check your {provider.service} dashboard.", code="timeout")
+            if delay is None:
+                delay = next_poll_interval(age, job.progress or None)
+            if stop.wait(delay):
+                stop.raise_if_stopped()
+            lane.wait_backoff(stop)
+            delay = None
+            try:
+                status = provider.poll(job.remote_id, state)
+                trouble_since = None
+            except Recon3DError as exc:
+                if not exc.transient:
+                    raise
+                trouble_since = trouble_since or time.monotonic()
+                if time.monotonic() - trouble_since > TRANSIENT_GIVE_UP:
+                    raise
+                delay = min(60.0, 2.0 * (1 + job.polls % 6))
+                continue
+            finally:
+                job.update(polls=job.polls + 1)
+            if status.progress is not None and status.progress != job.progress:
+                job.update(progress=max(0.0, min(1.0, float(status.progress))))
+                self.events.put(job.id)
+            if status.state == "done":
+                state["final_status"] = status.detail
+                self._set(job, state="downloading", provider_state=dict(state), **_money(state))
+                return status
+            if status.state == "failed":
+                raise JobFailed(f"{provider.service} could not make the model: "
+                                f"{status.error or 'no reason given'}.")
+            if status.state == "canceled":
+                raise Canceled(f"The job was canceled on {provider.service}.")
+
+    def _download(self, job, provider, status, stop) -> None:
+        if job.files and all(os.path.isfile(f) for f in job.files):
+            files = job.files          # already on disk: never download twice
+        else:
+            stop.raise_if_stopped()
+            state = dict(job.provider_state)
+            files = provider.download(job.remote_id, status, state, self.job_dir(job))
+            job.update(provider_state=state)
+        if job.cancel_event.is_set():
+            raise Canceled("The job was canceled.")
+        self._set(job, state="ready", files=list(files), progress=1.0,
+                  **_money(job.provider_state))
+
+    def _finish_canceled(self, job: Job, provider) -> None:
+        if job.state in ("canceled", "imported"):
+            return
+        remote = job.remote_id
+        self._set(job, state="canceled", error=None, error_code=None)
+        if provider is not None and remote:
+            try:
+                provider.cancel(remote, dict(job.provider_state))
+            except Exception:       # best effort: local polling has stopped either way
+                log.info("Recon3D: %s did not cancel job %s", job.provider, remote)
+
+
+def _money(state: dict) -> dict:
+    out = {}
+    if state.get("cost") is not None:
+        out["cost"] = state["cost"]
+    if state.get("remaining_credits") is not None:
+        out["remaining_credits"] = state["remaining_credits"]
+    return out
+
+
+def _service_name(provider_id: str) -> str:
+    try:
+        return provider_class(provider_id).service
+    except Recon3DError:
+        return provider_id

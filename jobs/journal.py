@@ -1,0 +1,78 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The job journal: one JSON file per job, rewritten atomically on every state change.
+
+Layout under the data directory:
+    jobs/<job id>/job.json      the journal entry (no secrets, ever)
+    jobs/<job id>/input*.png    the prepared inputs, so a job can be retried
+    jobs/<job id>/result-*.glb  results, only ever present complete
+"""
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import threading
+
+from .model import Job
+
+JOURNAL_NAME = "job.json"
+
+
+class Journal:
+    def __init__(self, data_dir: str):
+        self.data_dir = data_dir
+        self.jobs_dir = os.path.join(data_dir, "jobs")
+        os.makedirs(self.jobs_dir, exist_ok=True)
+        self._lock = threading.Lock()
+
+    def job_dir(self, job_id: str) -> str:
+        path = os.path.join(self.jobs_dir, job_id)
+        os.makedirs(path, exist_ok=True)
+        return path
+
+    def write(self, job: Job) -> None:
+        """Temp file, flush + fsync, rename over the old entry, fsync the folder: after a crash
+        the entry is either the old or the new one, never half of each."""
+        folder = self.job_dir(job.id)
+        data = json.dumps(job.to_json(), indent=1, sort_keys=True)
+        with self._lock:
+            fd, tmp = tempfile.mkstemp(prefix=".job-", suffix=".tmp", dir=folder)
+            try:
+                with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                    fh.write(data)
+                    fh.flush()
+                    os.fsync(fh.fileno())
+                os.replace(tmp, os.path.join(folder, JOURNAL_NAME))
+            except BaseException:
+                if os.path.exists(tmp):
+                    os.remove(tmp)
+                raise
+            _fsync_dir(folder)
+
+    def load_all(self) -> list[Job]:
+        """Every journaled job, oldest first. Unreadable entries are skipped, not fatal."""
+        jobs = []
+        if not os.path.isdir(self.jobs_dir):
+            return jobs
+        for name in sorted(os.listdir(self.jobs_dir)):
+            path = os.path.join(self.jobs_dir, name, JOURNAL_NAME)
+            try:
+                with open(path, encoding="utf-8") as fh:
+                    jobs.append(Job.from_json(json.load(fh)))
+            except (OSError, ValueError, KeyError, TypeError):
+                continue
+        jobs.sort(key=lambda j: j.created_at)
+        return jobs
+
+
+def _fsync_dir(path: str) -> None:
+    try:
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)

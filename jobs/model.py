@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The job: what the artist asked for, where it is, and what came back. bpy-free."""
+from __future__ import annotations
+
+import threading
+import time
+import uuid
+from typing import Any
+
+STATES = ("queued", "submitting", "running", "downloading", "ready", "imported", "failed",
+          "canceled")
+#: states Job.wait() returns on
+WAIT_TERMINAL = frozenset({"ready", "imported", "failed", "canceled"})
+#: states with nothing more for a worker to do
+FINISHED = frozenset({"ready", "imported", "failed", "canceled"})
+ACTIVE = frozenset({"queued", "submitting", "running", "downloading"})
+
+#: fields written to the journal, in this order; nothing secret is ever among them
+JOURNAL_FIELDS = ("id", "provider", "state", "progress", "remote_id", "error", "error_code",
+                  "files", "cost", "remaining_credits", "polls", "created_at", "updated_at",
+                  "submitted_at", "finished_at", "inputs", "provider_state", "submit_sent", "origin", "label",
+                  "imported_objects")
+
+
+def new_job_id() -> str:
+    return time.strftime("%Y%m%d-%H%M%S") + "-" + uuid.uuid4().hex[:6]
+
+
+class Job:
+    """One generation. Workers change it; everyone else reads it and may `wait()` on it."""
+
+    def __init__(self, provider: str, inputs: dict, *, job_id: str | None = None,
+                 origin: dict | None = None, label: str = ""):
+        self.id = job_id or new_job_id()
+        self.provider = provider
+        self.state = "queued"
+        self.progress = 0.0
+        self.remote_id: str | None = None
+        self.error: str | None = None
+        self.error_code: str | None = None
+        self.files: list[str] = []
+        self.cost: Any = None
+        self.remaining_credits: Any = None
+        self.polls = 0
+        self.created_at = time.time()
+        self.updated_at = self.created_at
+        self.submitted_at: float | None = None   # when the service accepted it
+        self.finished_at: float | None = None
+        self.inputs = inputs
+        self.provider_state: dict = {}
+        self.submit_sent = False
+        self.origin = origin or {}
+        self.label = label
+        self.imported_objects: list[str] = []
+        self._changed = threading.Condition()
+        self.cancel_event = threading.Event()
+
+    # -- reading --------------------------------------------------------------------------------
+    def __repr__(self) -> str:
+        return f"<Recon3D Job {self.id} {self.provider} {self.state}>"
+
+    @property
+    def done(self) -> bool:
+        return self.state in WAIT_TERMINAL
+
+    def wait(self, timeout: float | None = None) -> "Job":
+        """Block the calling thread until the job is ready, imported, failed or canceled (or
+        `timeout` seconds pass). Needs no timers, so it works under `blender -b` and in the
+        bpy module. Returns the job; check `state` and `error`."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        with self._changed:
+            while self.state not in WAIT_TERMINAL:
+                remaining = None if deadline is None else deadline - time.monotonic()
+                if remaining is not None and remaining <= 0:
+                    break
+                self._changed.wait(remaining if remaining is not None else 1.0)
+        return self
+
+    # -- writing (engine and importer) ----------------------------------------------------------
+    def update(self, **changes) -> None:
+        with self._changed:
+            for key, value in changes.items():
+                if key not in JOURNAL_FIELDS:
+                    raise AttributeError(key)
+                setattr(self, key, value)
+            self.updated_at = time.time()
+            if self.state in FINISHED and self.finished_at is None:
+                self.finished_at = self.updated_at
+            self._changed.notify_all()
+
+    def to_json(self) -> dict:
+        return {name: getattr(self, name) for name in JOURNAL_FIELDS}
+
+    @classmethod
+    def from_json(cls, data: dict) -> "Job":
+        job = cls(data["provider"], data.get("inputs") or {}, job_id=data["id"])
+        for name in JOURNAL_FIELDS:
+            if name in data:
+                setattr(job, name, data[name])
+        return job

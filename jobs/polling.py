@@ -1,0 +1,31 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""When to poll next. bpy-free.
+
+Vendor SDKs poll every second (Segmind) or every 3 s (Runware) for the job's whole life. Jobs
+here take half a minute to several minutes, so: quick at first (failures and fast jobs show
+up at once), then backing off with the job's age, capped so that a finished job is noticed
+within a couple of seconds; for long jobs the cap grows slowly with age. Where the service
+reports progress, the estimated time left pulls the next poll closer. Jitter keeps many jobs
+from polling in step.
+"""
+from __future__ import annotations
+
+import random
+
+FIRST_INTERVAL = 1.0     # seconds
+GROWTH = 0.5             # interval grows by half the job's age...
+SHORT_JOB_CAP = 3.5      # ...up to this, so detection stays ~1.75 s on a typical job
+LONG_JOB_SLOPE = 0.06    # for long jobs the cap becomes 6% of the age
+ABSOLUTE_CAP = 30.0
+JITTER = 0.1
+
+
+def next_poll_interval(age: float, progress: float | None = None,
+                       rng: random.Random | None = None) -> float:
+    cap = min(max(SHORT_JOB_CAP, LONG_JOB_SLOPE * age), ABSOLUTE_CAP)
+    interval = min(max(FIRST_INTERVAL, GROWTH * age), cap)
+    if progress is not None and 0.05 < progress < 1.0 and age > 0:
+        remaining = age * (1.0 - progress) / progress
+        interval = min(interval, max(FIRST_INTERVAL, remaining * 0.5))
+    rng = rng or random
+    return interval * (1.0 + rng.uniform(-JITTER, JITTER))

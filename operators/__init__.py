@@ -1,0 +1,73 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Operators: thin, they read the form and call `api`. Nothing here waits on the network."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import StringProperty
+
+from .. import api
+
+
+class RECON3D_OT_submit(bpy.types.Operator):
+    """Send the photo to the chosen model; the result lands at the 3D cursor when ready"""
+    bl_idname = "recon3d.submit"
+    bl_label = "Generate"
+    bl_options = {"REGISTER"}
+
+    @classmethod
+    def poll(cls, context):
+        form = getattr(context.scene, "recon3d", None)
+        return form is not None and bool(form.image_path)
+
+    def execute(self, context):
+        form = context.scene.recon3d
+        origin = {"auto_import": True, "blend": bpy.data.filepath, "scene": context.scene.name,
+                  "placement": form.placement,
+                  "target_size": form.target_size if form.use_target_size else None}
+        try:
+            job = api.submit(form.image_path, form.provider, prompt=form.prompt or None,
+                             seed=form.seed if form.use_seed else None, _origin=origin)
+        except api.Recon3DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        self.report({"INFO"}, f"Recon3D: job {job.id} sent; it will appear at the 3D cursor.")
+        return {"FINISHED"}
+
+
+class RECON3D_OT_cancel(bpy.types.Operator):
+    """Stop this job (the service is asked to stop where it can)"""
+    bl_idname = "recon3d.cancel"
+    bl_label = "Cancel Job"
+    bl_options = {"INTERNAL"}
+
+    job_id: StringProperty()
+
+    def execute(self, context):
+        try:
+            api.cancel(api.get_job(self.job_id))
+        except api.Recon3DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class RECON3D_OT_import_job(bpy.types.Operator):
+    """Import this finished job into the current scene"""
+    bl_idname = "recon3d.import_job"
+    bl_label = "Import Result"
+    bl_options = {"REGISTER", "UNDO"}
+
+    job_id: StringProperty()
+
+    def execute(self, context):
+        form = context.scene.recon3d
+        try:
+            api.import_job(api.get_job(self.job_id), placement=form.placement,
+                           target_size=form.target_size if form.use_target_size else None)
+        except api.Recon3DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+classes = (RECON3D_OT_submit, RECON3D_OT_cancel, RECON3D_OT_import_job)

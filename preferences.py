@@ -1,0 +1,52 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Add-on preferences: API keys (PASSWORD fields, kept in userpref.blend, never in a scene),
+endpoint overrides and the concurrency limit."""
+from __future__ import annotations
+
+import bpy
+from bpy.props import IntProperty, StringProperty
+
+from .providers import REGISTRY
+
+
+def _changed(self, context):
+    from . import runtime
+    runtime.refresh_settings()
+
+
+class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
+    bl_idname = __package__
+
+    segmind_api_key: StringProperty(name="Segmind API Key", subtype="PASSWORD",
+                                    description="Key from segmind.com › API Keys (else "
+                                                "SEGMIND_API_KEY)", update=_changed)
+    segmind_url: StringProperty(name="Segmind URL", default="",
+                                description="Leave empty for https://api.segmind.com "
+                                            "(RECON3D_SEGMIND_URL overrides)", update=_changed)
+    max_in_flight: IntProperty(name="Jobs at Once per Service", default=4, min=1, max=16,
+                               description="How many jobs run on one service at the same time; "
+                                           "the rest wait in order", update=_changed)
+
+    def draw(self, context):
+        layout = self.layout
+        for cls in REGISTRY.values():
+            box = layout.box()
+            box.label(text=cls.service)
+            for key in cls.keys:
+                box.prop(self, key.pref)
+            url_attr = f"{cls.service.lower()}_url"
+            if hasattr(self, url_attr):
+                box.prop(self, url_attr)
+        layout.prop(self, "max_in_flight")
+        if not bpy.app.online_access:
+            layout.label(text="Online access is off: Recon3D can only reach services on this "
+                              "machine. Turn it on in System › Network.", icon="ERROR")
+
+
+def get(context=None):
+    context = context or bpy.context
+    addon = context.preferences.addons.get(__package__)
+    return addon.preferences if addon else None
+
+
+classes = (RECON3D_AddonPreferences,)

@@ -1,0 +1,53 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Hosted models Recon3D can call. bpy-free: usable and testable without Blender.
+
+`REGISTRY` maps the contract's provider ids to provider classes; everything else (UI enums,
+input checks, the engine) reads it rather than naming a provider.
+"""
+from __future__ import annotations
+
+import os
+import threading
+from typing import Callable
+
+from ..errors import InputError
+from .base import Capabilities, JobInputs, OptionSpec, PollStatus, Provider, ProviderSettings
+from .http import HttpClient, HttpConfig
+from .segmind import SegmindSam3D
+
+REGISTRY: dict[str, type[Provider]] = {cls.id: cls for cls in (SegmindSam3D,)}
+
+
+def provider_class(provider_id: str) -> type[Provider]:
+    try:
+        return REGISTRY[provider_id]
+    except KeyError:
+        known = ", ".join(sorted(REGISTRY))
+        raise InputError(f"Unknown provider '{provider_id}'. Recon3D offers: {known}.") from None
+
+
+def resolve_base_url(cls: type[Provider], preference_url: str = "") -> str:
+    """Environment override, else the preference, else the vendor default (DESIGN.md)."""
+    return (os.environ.get(cls.url_env) or preference_url or cls.default_url).rstrip("/")
+
+
+def make_provider(provider_id: str, settings: ProviderSettings, *,
+                  cancel_event: threading.Event | None = None,
+                  on_backoff: Callable[[float], None] | None = None,
+                  sleep: Callable[[float], None] | None = None) -> Provider:
+    cls = provider_class(provider_id)
+    holder: list[Provider] = []
+    config = HttpConfig(service=cls.service, base_url=settings.base_url,
+                        auth_headers={}, allow_online=settings.allow_online)
+    kwargs = {"cancel_event": cancel_event, "on_backoff": on_backoff}
+    if sleep is not None:
+        kwargs["sleep"] = sleep
+    http = HttpClient(config, lambda resp: holder[0].describe_error(resp), **kwargs)
+    provider = cls(settings, http)
+    holder.append(provider)
+    config.auth_headers = provider._auth()
+    return provider
+
+
+__all__ = ["REGISTRY", "Capabilities", "JobInputs", "OptionSpec", "PollStatus", "Provider",
+           "ProviderSettings", "make_provider", "provider_class", "resolve_base_url"]

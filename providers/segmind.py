@@ -1,0 +1,238 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Segmind's SAM 3D Objects, async v2 protocol (see shared/PROVIDERS.md).
+
+No cancel endpoint and no idempotency key: a submit that was accepted is never sent again.
+A FAILED request comes back as HTTP 422 with a JSON body, so 422 is read, not raised.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+
+import requests
+
+from ..errors import AuthError, JobFailed, ResultError, ServiceError
+from .base import (GLB_MAGIC, MAX_RESULT_BYTES, ZIP_MAGIC, Capabilities, JobInputs, KeySpec,
+                   OptionSpec, PollStatus, Provider, check_model_bytes, extract_glb_from_zip,
+                   sequence_of_pairs)
+from .http import describe_status, json_body, reason_from_body
+
+MODEL_PATH = "/v2/sam-3d-objects"
+
+
+class SegmindSam3D(Provider):
+    id = "segmind_sam3d"
+    service = "Segmind"
+    label = "SAM 3D Objects (Segmind)"
+    model = "sam-3d-objects"
+    default_url = "https://api.segmind.com"
+    url_env = "RECON3D_SEGMIND_URL"
+    keys = (KeySpec("segmind_api_key", "SEGMIND_API_KEY", "Segmind API key"),)
+    capabilities = Capabilities(prompt=True, mask=True, points=True, boxes=True, max_boxes=1,
+                                seed=True, seed_range=(0, 1_000_000))
+    options = (OptionSpec("include_artifacts", bool, False, label="Include Artifacts",
+                          description="Ask Segmind for its debug ZIP; the model inside is used"),)
+
+    def _auth(self) -> dict:
+        return {"x-api-key": self.settings.credentials.get("segmind_api_key", "")}
+
+    # -- submit ---------------------------------------------------------------------------------
+    def build_payload(self, inputs: JobInputs) -> dict:
+        payload: dict = {"image": _b64_file(inputs.image_path)}
+        if inputs.prompt:
+            payload["prompt"] = inputs.prompt
+        if inputs.mask_paths:
+            payload["mask"] = _b64_file(inputs.mask_paths[0])
+        if inputs.points:
+            payload["point_coords"] = json.dumps(sequence_of_pairs(inputs.points),
+                                                 separators=(",", ":"))
+        if inputs.boxes:
+            payload["bounding_box"] = json.dumps([int(round(v)) for v in inputs.boxes[0]],
+                                                 separators=(",", ":"))
+        if inputs.seed is not None:
+            payload["seed"] = int(inputs.seed)
+        payload["include_artifacts"] = bool(inputs.options.get("include_artifacts", False))
+        return payload
+
+    def submit(self, inputs, state, mark_sending) -> str:
+        payload = self.build_payload(inputs)
+        mark_sending()
+        resp = self.http.request("POST", MODEL_PATH, json_data=payload, billing=True)
+        self._note_credits(resp, state)
+        body = json_body(resp)
+        request_id = body.get("request_id") if isinstance(body, dict) else None
+        if not request_id:
+            raise ServiceError("Segmind accepted the request but did not say which job it "
+                               "started. Check your Segmind dashboard before trying again.",
+                               code="bad_response")
+        return str(request_id)
+
+    # -- poll -----------------------------------------------------------------------------------
+    def poll(self, remote_id, state) -> PollStatus:
+        resp = self.http.request("GET", f"/v2/requests/{remote_id}/status", ok_statuses=(422,))
+        self._note_credits(resp, state)
+        body = self.http.parse_json(resp)
+        status = str(body.get("status", "")).upper() if isinstance(body, dict) else ""
+        if resp.status_code == 422 or status == "FAILED":
+            return PollStatus("failed", error=_failure_reason(body))
+        if status == "COMPLETED":
+            return PollStatus("done", progress=1.0)
+        if status in ("QUEUED", "PROCESSING", "IN_PROGRESS", "RUNNING", ""):
+            return PollStatus("running")
+        return PollStatus("running", detail={"status": status})
+
+    # -- download -------------------------------------------------------------------------------
+    def download(self, remote_id, status, state, job_dir) -> list[str]:
+        dest = os.path.join(job_dir, "result-0.glb")
+        resp = self.http.request("GET", f"/v2/requests/{remote_id}", ok_statuses=(422,),
+                                 stream=True)
+        try:
+            self._note_credits(resp, state)
+            chunks = resp.iter_content(1 << 20)
+            first = next(chunks, b"")
+            if first.startswith(GLB_MAGIC) or first.startswith(ZIP_MAGIC):
+                # The result endpoint answered with the model itself.
+                raw = os.path.join(job_dir, "result-0.bin")
+                _write_stream(raw, first, chunks)
+                return [self._finish_file(raw, dest)]
+            body_text = first + b"".join(chunks)
+        finally:
+            resp.close()
+        try:
+            body = json.loads(body_text)
+        except ValueError:
+            raise ServiceError("Segmind answered the result request with something that is "
+                               "not data. Try the import again later.", code="bad_response",
+                               transient=True) from None
+        if resp.status_code == 422 or str(body.get("status", "")).upper() == "FAILED":
+            raise JobFailed(f"Segmind could not make the model: {_failure_reason(body)}")
+        output = body.get("output") if isinstance(body, dict) else None
+        ref = _find_output(output)
+        if ref is None:
+            raise ResultError("Segmind finished the job but returned no model. Try generating "
+                              "again.")
+        if ref.startswith(("http://", "https://")):
+            raw = os.path.join(job_dir, "result-0.bin")
+            self.http.download(ref, raw, max_bytes=MAX_RESULT_BYTES,
+                               check=lambda head: check_model_bytes(head, self.service))
+            return [self._finish_file(raw, dest)]
+        data = _decode_base64(ref)
+        raw = os.path.join(job_dir, "result-0.bin")
+        _write_stream(raw, data, iter(()))
+        return [self._finish_file(raw, dest)]
+
+    def _finish_file(self, raw: str, dest: str) -> str:
+        """A downloaded result is a GLB (renamed into place) or a ZIP (the GLB inside taken)."""
+        with open(raw, "rb") as fh:
+            head = fh.read(4)
+        try:
+            check_model_bytes(head + b" " * 12, self.service)
+            if head == GLB_MAGIC:
+                os.replace(raw, dest)
+                return dest
+            return extract_glb_from_zip(raw, dest)
+        finally:
+            if os.path.exists(raw):
+                os.remove(raw)
+
+    # -- errors ---------------------------------------------------------------------------------
+    def describe_error(self, resp: requests.Response):
+        reason = reason_from_body(resp)
+        status = resp.status_code
+        if status in (401, 403) and resp.request is not None and \
+                not resp.request.headers.get("x-api-key"):
+            return AuthError(f"No Segmind API key is set. {self.key_hint()}")
+        if status == 401:
+            return AuthError(f"Segmind says the API key is invalid"
+                             f"{': ' + reason if reason else ''}. {self.key_hint()}")
+        if status == 406:
+            low = (reason or "").lower()
+            if "content" in low and "type" in low:
+                return ServiceError(f"Segmind refused the request format ({reason}). This is a "
+                                    f"Recon3D bug; please report it.", code="rejected")
+            return ServiceError(f"Segmind says your account does not have enough credits"
+                                f"{': ' + reason if reason else ''}. Top up at segmind.com, "
+                                f"then try again.", code="credits")
+        if status == 405:
+            return ServiceError("Segmind does not accept this request (HTTP 405). The endpoint "
+                                "may be wrong: check the Segmind URL in Preferences › Add-ons › "
+                                "Recon3D.", code="rejected")
+        if status == 404 and "/v2/requests/" in (resp.url or ""):
+            return ServiceError("Segmind no longer knows this job: its results expire one hour "
+                                "after submission. Generate again.", code="expired")
+        return describe_status(self.service, status, reason, key_hint=self.key_hint())
+
+    @staticmethod
+    def _note_credits(resp, state) -> None:
+        credits = resp.headers.get("x-remaining-credits")
+        if credits:
+            state["remaining_credits"] = credits
+
+
+def _b64_file(path: str) -> str:
+    with open(path, "rb") as fh:
+        return base64.b64encode(fh.read()).decode("ascii")
+
+
+def _failure_reason(body) -> str:
+    if isinstance(body, dict):
+        for key in ("error", "message", "detail", "reason"):
+            value = body.get(key)
+            if isinstance(value, str) and value.strip():
+                return " ".join(value.split())[:300]
+            if isinstance(value, dict):
+                inner = _failure_reason(value)
+                if inner != "no reason given":
+                    return inner
+    return "no reason given"
+
+
+def _find_output(output) -> str | None:
+    """The first usable reference in Segmind's loosely specified `output`: a URL, a data URI
+    or raw base64, possibly inside a list or dict."""
+    if isinstance(output, str) and output.strip():
+        return output.strip()
+    if isinstance(output, list):
+        for item in output:
+            found = _find_output(item)
+            if found:
+                return found
+    if isinstance(output, dict):
+        for key in ("glb", "model", "url", "mesh", "output", "file"):
+            found = _find_output(output.get(key))
+            if found:
+                return found
+        for value in output.values():
+            found = _find_output(value)
+            if found:
+                return found
+    return None
+
+
+def _decode_base64(text: str) -> bytes:
+    if text.startswith("data:"):
+        text = text.partition(",")[2]
+    try:
+        return base64.b64decode(text, validate=False)
+    except (binascii.Error, ValueError):
+        raise ResultError("Segmind returned a result Recon3D cannot read (neither a link nor "
+                          "base64). Try generating again.") from None
+
+
+def _write_stream(path: str, first: bytes, rest) -> None:
+    written = 0
+    try:
+        with open(path, "wb") as fh:
+            fh.write(first)
+            written += len(first)
+            for chunk in rest:
+                written += len(chunk)
+                if written > MAX_RESULT_BYTES:
+                    raise ResultError("The result from Segmind is larger than Recon3D accepts.")
+                fh.write(chunk)
+    except BaseException:
+        if os.path.exists(path):
+            os.remove(path)
+        raise

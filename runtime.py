@@ -1,0 +1,116 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The running engine and what it may read from worker threads.
+
+Workers must never touch bpy, so URLs, keys and the online-access flag are read here on the
+main thread (on enable, on every submit, when preferences change) into plain Python values.
+"""
+from __future__ import annotations
+
+import os
+import threading
+
+import bpy
+
+from . import preferences
+from .errors import AuthError, NetworkBlocked
+from .jobs import DEFAULT_MAX_IN_FLIGHT, Engine
+from .providers import ProviderSettings, provider_class, resolve_base_url
+from .providers.http import is_loopback
+
+_engine: Engine | None = None
+_settings: dict[str, ProviderSettings] = {}
+_settings_lock = threading.Lock()
+
+
+def data_dir() -> str:
+    path = os.environ.get("RECON3D_DATA_DIR") or bpy.utils.extension_path_user(
+        __package__, create=True)
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def engine() -> Engine:
+    global _engine
+    if _engine is None:
+        refresh_settings()
+        prefs = preferences.get()
+        limit = prefs.max_in_flight if prefs else DEFAULT_MAX_IN_FLIGHT
+        _engine = Engine(data_dir(), settings_for, max_in_flight=limit)
+    return _engine
+
+
+def running_engine() -> Engine | None:
+    return _engine
+
+
+def credentials(provider_id: str) -> dict:
+    """Preferences first, then the environment (DESIGN.md). Main thread only."""
+    cls = provider_class(provider_id)
+    prefs = preferences.get()
+    creds = {}
+    for key in cls.keys:
+        value = getattr(prefs, key.pref, "") if prefs else ""
+        creds[key.pref] = (value or os.environ.get(key.env, "")).strip()
+    return creds
+
+
+def resolve_settings(provider_id: str) -> ProviderSettings:
+    cls = provider_class(provider_id)
+    prefs = preferences.get()
+    pref_url = getattr(prefs, f"{cls.service.lower()}_url", "") if prefs else ""
+    return ProviderSettings(base_url=resolve_base_url(cls, pref_url),
+                            credentials=credentials(provider_id),
+                            allow_online=bool(bpy.app.online_access))
+
+
+def refresh_settings() -> None:
+    from .providers import REGISTRY
+    fresh = {pid: resolve_settings(pid) for pid in REGISTRY}
+    with _settings_lock:
+        _settings.update(fresh)
+    if _engine is not None:
+        prefs = preferences.get()
+        if prefs:
+            _engine.set_max_in_flight(prefs.max_in_flight)
+
+
+def settings_for(provider_id: str) -> ProviderSettings:
+    """Called from worker threads: plain values only."""
+    with _settings_lock:
+        settings = _settings.get(provider_id)
+    if settings is None:
+        raise AuthError(f"Recon3D has no settings for {provider_id}; enable the extension again.")
+    return settings
+
+
+def check_ready_to_send(provider_id: str) -> ProviderSettings:
+    """Refuse, before anything is uploaded, a job that cannot be sent: no key, or the service
+    is on the internet while Blender's online access is off."""
+    cls = provider_class(provider_id)
+    settings = resolve_settings(provider_id)
+    missing = cls.missing_keys(settings.credentials)
+    if missing:
+        names = " and ".join(k.label for k in missing)
+        raise AuthError(f"No {names} is set. {cls.key_hint()}")
+    if not settings.allow_online and not is_loopback(settings.base_url):
+        raise NetworkBlocked(
+            f"Blender's online access is off, so Recon3D cannot send the job to {cls.service}. "
+            f"Turn on Preferences › System › Network › Allow Online Access, then try again.")
+    with _settings_lock:
+        _settings[provider_id] = settings
+    return settings
+
+
+def start() -> None:
+    """On enable: resume the journal's unfinished jobs right away (no timer needed)."""
+    eng = engine()
+    eng.resume()
+
+
+def stop() -> None:
+    global _engine
+    if _engine is not None:
+        _engine.shutdown()
+        _engine = None
+    with _settings_lock:
+        _settings.clear()

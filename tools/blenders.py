@@ -1,0 +1,65 @@
+"""The Blender releases Recon3D supports, and the venv that stands in for each.
+
+Each venv holds the bpy wheel of that release plus the requests/urllib3/numpy versions that the
+release bundles, so the add-on meets the same library versions as in a real Blender. Test-only
+tools (pytest, jsonschema, hypothesis) live here and never in the extension zip.
+"""
+from __future__ import annotations
+
+import hashlib
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+# name -> pinned requirements. Library pins follow what each Blender release bundles.
+RELEASES: dict[str, list[str]] = {
+    "4.2": ["bpy==4.2.23", "requests==2.27.1", "urllib3==1.26.20", "charset-normalizer==2.0.12",
+            "idna==3.7", "certifi==2024.7.4", "numpy==1.24.3"],
+    "4.5": ["bpy==4.5.15", "requests==2.32.3", "urllib3==2.2.3", "numpy==1.26.4"],
+    "5.0": ["bpy==5.0.1", "requests==2.32.3", "urllib3==2.5.0", "numpy==1.26.4"],
+}
+TEST_TOOLS = ["pytest==8.3.4", "jsonschema==4.23.0", "hypothesis==6.122.3"]
+
+
+def cache_root() -> Path:
+    """Venvs live outside the clone so a fresh clone reuses them (CI, later sessions)."""
+    base = os.environ.get("RECON3D_CACHE_DIR") or os.path.join(
+        os.environ.get("XDG_CACHE_HOME") or os.path.expanduser("~/.cache"), "recon3d")
+    return Path(base)
+
+
+def venv_python(release: str) -> Path:
+    return cache_root() / f"venv-{release}" / "bin" / "python"
+
+
+def ensure_venv(release: str, log=print) -> Path:
+    """Create (once) the venv for a release; reinstall only when its pins change."""
+    reqs = RELEASES[release] + TEST_TOOLS
+    digest = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:16]
+    root = cache_root() / f"venv-{release}"
+    marker = root / ".recon3d-pins"
+    py = root / "bin" / "python"
+    if py.exists() and marker.exists() and marker.read_text().strip() == digest:
+        return py
+    log(f"[venv {release}] installing {' '.join(reqs)}")
+    root.parent.mkdir(parents=True, exist_ok=True)
+    subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
+    subprocess.run([str(py), "-m", "pip", "install", "--quiet", *reqs], check=True)
+    marker.write_text(digest)
+    return py
+
+
+def bpy_scripts_dir(release: str) -> Path:
+    """`bpy/<ver>/scripts` inside the venv (Blender's bundled add-ons live below it)."""
+    out = subprocess.run(
+        [str(venv_python(release)), "-c",
+         "import importlib.util,os;s=importlib.util.find_spec('bpy');"
+         "print(os.path.dirname(s.origin))"],
+        check=True, capture_output=True, text=True).stdout.strip()
+    return Path(out) / release / "scripts"
+
+
+if __name__ == "__main__":
+    for name in (sys.argv[1:] or RELEASES):
+        print(ensure_venv(name))
