@@ -1,0 +1,176 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Test session inside real headless Blender (the bpy module of one pinned release).
+
+The extension is installed from the zip Blender's own builder made (RECON3D_ZIP, set by
+tools/run_tests.py) into a throwaway extensions repository, exactly as Preferences › Get
+Extensions › Install from Disk does, and enabled. One provider emulator serves the session.
+Blender's user folders point into a temp dir (never ~/.config/blender).
+"""
+from __future__ import annotations
+
+import importlib
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import textwrap
+from pathlib import Path
+
+import pytest
+
+TESTS = Path(__file__).resolve().parent
+ROOT = TESTS.parent
+sys.path.insert(0, str(TESTS))
+
+from emulator import TEST_KEYS, Emulator  # noqa: E402
+
+REPO_MODULE = "recon3d_test"
+PKG = f"bl_ext.{REPO_MODULE}.recon3d"
+
+SESSION_DIR = Path(tempfile.mkdtemp(prefix="recon3d-tests-"))
+for var, sub in (("BLENDER_USER_RESOURCES", "user"), ("RECON3D_DATA_DIR", "data")):
+    if not os.environ.get(var) or var == "RECON3D_DATA_DIR":
+        os.environ[var] = str(SESSION_DIR / sub)
+os.environ["SEGMIND_API_KEY"] = TEST_KEYS["segmind"]
+
+import bpy  # noqa: E402  (after the environment is set)
+
+
+def zip_path() -> Path:
+    value = os.environ.get("RECON3D_ZIP")
+    if not value or not os.path.isfile(value):
+        pytest.exit("RECON3D_ZIP is not set to a built zip: run the tests with "
+                    "`python3 tools/run_tests.py`", returncode=4)
+    return Path(value)
+
+
+def install_from_zip(zip_file: Path, repo_dir: Path, module: str = REPO_MODULE):
+    """Preferences › Get Extensions › Install from Disk, into a fresh repository."""
+    repo_dir.mkdir(parents=True, exist_ok=True)
+    repos = bpy.context.preferences.extensions.repos
+    if not any(r.module == module for r in repos):
+        repos.new(name=module, module=module, custom_directory=str(repo_dir))
+    result = bpy.ops.extensions.package_install_files(filepath=str(zip_file), repo=module,
+                                                      enable_on_install=True)
+    assert result == {"FINISHED"}, result
+    return importlib.import_module(f"bl_ext.{module}.recon3d")
+
+
+@pytest.fixture(scope="session")
+def emulator():
+    emu = Emulator()
+    os.environ["RECON3D_SEGMIND_URL"] = emu.segmind_url
+    yield emu
+    emu.close()
+
+
+@pytest.fixture(scope="session")
+def fixtures():
+    """GLBs and a photo made once per session by Blender's exporter, in a child process."""
+    out = SESSION_DIR / "fixtures"
+    proc = subprocess.run([sys.executable, str(TESTS / "make_fixtures.py"), str(out)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+
+    class Fixtures:
+        dir = out
+
+        @staticmethod
+        def path(name: str) -> str:
+            return str(out / name)
+
+        @staticmethod
+        def glb(name: str) -> bytes:
+            return (out / f"{name}.glb").read_bytes()
+
+        @staticmethod
+        def meta(name: str) -> dict:
+            return json.loads((out / f"{name}.json").read_text())
+
+    return Fixtures
+
+
+@pytest.fixture(scope="session")
+def recon3d(emulator):
+    module = install_from_zip(zip_path(), SESSION_DIR / "repo")
+    return module
+
+
+@pytest.fixture(scope="session")
+def api(recon3d):
+    return importlib.import_module(f"{PKG}.api")
+
+
+def count_data() -> dict:
+    return {name: len(getattr(bpy.data, name)) for name in
+            ("objects", "meshes", "materials", "images", "collections", "textures",
+             "node_groups")}
+
+
+def clear_scene() -> None:
+    for obj in list(bpy.data.objects):
+        bpy.data.objects.remove(obj)
+    for name in ("collections", "meshes", "materials", "images", "textures", "cameras",
+                 "lights"):
+        coll = getattr(bpy.data, name)
+        for item in list(coll):
+            coll.remove(item)
+    bpy.context.scene.cursor.location = (0.0, 0.0, 0.0)
+
+
+@pytest.fixture(autouse=True)
+def fresh(request, emulator):
+    """Each test starts with an empty scene and a quiet emulator; keys as in the session."""
+    emulator.reset()
+    if "api" in request.fixturenames or "recon3d" in request.fixturenames:
+        clear_scene()
+    os.environ["SEGMIND_API_KEY"] = TEST_KEYS["segmind"]
+    os.environ["RECON3D_SEGMIND_URL"] = emulator.segmind_url
+    yield
+
+
+def run_blender(code: str, *, env: dict | None = None, timeout: float = 180) -> dict:
+    """Run `code` in a fresh headless Blender (bpy module) process; it must print one JSON
+    line prefixed RESULT: as its answer. The prelude gives it `install_from_zip` and ZIP."""
+    prelude = textwrap.dedent(f"""
+        import json, os, sys, importlib
+        sys.path.insert(0, {str(TESTS)!r})
+        import bpy
+        ZIP = {str(zip_path())!r}
+        def install_from_zip(zip_file, repo_dir, module={REPO_MODULE!r}):
+            os.makedirs(repo_dir, exist_ok=True)
+            repos = bpy.context.preferences.extensions.repos
+            if not any(r.module == module for r in repos):
+                repos.new(name=module, module=module, custom_directory=str(repo_dir))
+            res = bpy.ops.extensions.package_install_files(filepath=str(zip_file), repo=module,
+                                                          enable_on_install=True)
+            assert res == {{"FINISHED"}}, res
+            return importlib.import_module(f"bl_ext.{{module}}.recon3d")
+        def answer(obj):
+            print("RESULT:" + json.dumps(obj), flush=True)
+            sys.stderr.flush()
+            os._exit(0)
+    """)
+    full_env = dict(os.environ)
+    full_env.update(env or {})
+    proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
+                          capture_output=True, text=True, timeout=timeout, env=full_env)
+    for line in proc.stdout.splitlines():
+        if line.startswith("RESULT:"):
+            return json.loads(line[len("RESULT:"):])
+    raise AssertionError(f"child Blender gave no result (exit {proc.returncode}):\n"
+                         f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+
+
+@pytest.fixture
+def tmp_user_dir(tmp_path):
+    """A fresh Blender user folder for child processes."""
+    path = tmp_path / "user"
+    path.mkdir()
+    return path
+
+
+def pytest_sessionfinish(session, exitstatus):
+    shutil.rmtree(SESSION_DIR, ignore_errors=True)

@@ -1,0 +1,107 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""A provider emulator for tests and benchmarks, written from shared/PROVIDERS.md.
+
+Two loopback servers: `api` speaks the services' protocols (each under its own path prefix,
+so one server plays them all) and `cdn`, on another port, serves result files the way the
+vendors' CDNs do. Every request is recorded; faults can be switched on per request.
+
+    emu = Emulator()
+    os.environ["RECON3D_SEGMIND_URL"] = emu.segmind_url
+    emu.segmind.result = glb_bytes
+    ...
+    assert len(emu.segmind.submits) == 1
+"""
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+import uuid
+
+from .server import Fault, Recorded, Reply, Server
+from .segmind import SegmindService
+
+TEST_KEYS = {"segmind": "test-segmind-key-5f2c9a"}
+
+
+class Emulator:
+    def __init__(self):
+        self.lock = threading.Lock()
+        self.log: list[Recorded] = []
+        self.faults: list[Fault] = []
+        self.files: dict[str, tuple[bytes, str]] = {}
+        self._names = itertools.count(1)
+        self.segmind = SegmindService(self, TEST_KEYS["segmind"])
+        self.services = {"/segmind/": self.segmind}
+        self.api = Server("api", self._route_api, self.log, self.faults, self.lock)
+        self.cdn = Server("cdn", self._route_cdn, self.log, self.faults, self.lock)
+
+    # -- setup ----------------------------------------------------------------------------------
+    @property
+    def segmind_url(self) -> str:
+        return f"{self.api.url}/segmind"
+
+    def reset(self) -> None:
+        with self.lock:
+            self.log.clear()
+            self.faults.clear()
+            self.files.clear()
+        for service in self.services.values():
+            service.reset()
+
+    def publish(self, data: bytes, content_type: str = "model/gltf-binary",
+                name: str | None = None) -> str:
+        """Put a file on the CDN; return its URL."""
+        name = name or f"{uuid.uuid4().hex[:8]}-{next(self._names)}.glb"
+        with self.lock:
+            self.files[name] = (data, content_type)
+        return f"{self.cdn.url}/files/{name}"
+
+    def fault(self, match, reply: Reply, times: int = 1) -> Fault:
+        """Answer requests for which `match(req)` (or whose path contains `match`, a string)
+        is true with `reply`, `times` times."""
+        if isinstance(match, str):
+            text = match
+            match = lambda req, text=text: text in req.path     # noqa: E731
+        fault = Fault(match, reply, times)
+        with self.lock:
+            self.faults.append(fault)
+        return fault
+
+    def requests(self, server: str | None = None, contains: str = "",
+                 method: str | None = None) -> list[Recorded]:
+        with self.lock:
+            return [r for r in self.log if (server is None or r.server == server)
+                    and contains in r.path and (method is None or r.method == method)]
+
+    def close(self) -> None:
+        self.api.close()
+        self.cdn.close()
+
+    # -- routing --------------------------------------------------------------------------------
+    def _route_api(self, req: Recorded) -> Reply:
+        for prefix, service in self.services.items():
+            if req.path.startswith(prefix):
+                return service.handle(req, req.path[len(prefix) - 1:])
+        return Reply(404, {"error": "no such endpoint"})
+
+    def _route_cdn(self, req: Recorded) -> Reply:
+        name = req.path.split("?", 1)[0].rsplit("/", 1)[-1]
+        with self.lock:
+            item = self.files.get(name)
+        if item is None:
+            return Reply(404, "<html><body>NoSuchKey</body></html>", content_type="text/html")
+        data, ctype = item
+        return Reply(200, data, content_type=ctype)
+
+
+def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if predicate():
+            return True
+        time.sleep(interval)
+    return predicate()
+
+
+__all__ = ["Emulator", "Fault", "Recorded", "Reply", "TEST_KEYS", "wait_until"]
