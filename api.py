@@ -47,7 +47,11 @@ def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, po
     job = Job(provider, {}, origin=dict(_origin or {}))
     job_dir = eng.job_dir(job)
     try:
-        prepared = inputs.prepare(job_dir, image, mask=mask, points=points, boxes=boxes)
+        limits = inputs.UploadLimits(max_side=cls.max_upload_side,
+                                     max_bytes=cls.max_upload_bytes,
+                                     derive_mask=cls.capabilities.mask_required)
+        prepared = inputs.prepare(job_dir, image, mask=mask, points=points, boxes=boxes,
+                                  limits=limits)
         job_inputs = JobInputs(image_path=prepared.image_path, image_size=prepared.image_size,
                                prompt=prompt, mask_paths=prepared.mask_paths,
                                points=prepared.points, boxes=prepared.boxes, seed=seed,

@@ -13,6 +13,7 @@ import shutil
 from dataclasses import dataclass, field
 
 import bpy
+import numpy as np
 
 from .errors import InputError
 
@@ -28,15 +29,7 @@ class Prepared:
     mask_paths: list[str] = field(default_factory=list)
     points: list[tuple[float, float]] = field(default_factory=list)
     boxes: list[tuple[float, float, float, float]] = field(default_factory=list)
-
-
-def _sniff(path: str) -> str | None:
-    with open(path, "rb") as fh:
-        head = fh.read(8)
-    for magic, name in MAGIC.items():
-        if head.startswith(magic):
-            return name
-    return None
+    original_size: tuple[int, int] = (0, 0)
 
 
 def _check_file(path: str, what: str) -> str:
@@ -84,73 +77,173 @@ class _TempImages:
         self.images.clear()
 
 
-def _materialise(source, dest_stem: str, what: str, temp: _TempImages) -> tuple[str, tuple[int, int]]:
-    """Write `source` (path or Image) to `dest_stem` + extension; return (path, (w, h))."""
+@dataclass
+class UploadLimits:
+    """What the provider accepts; the image is downscaled/re-encoded to fit."""
+    max_side: int = 4096
+    max_bytes: int = 15_000_000
+    derive_mask: bool = False        # the provider requires a mask: make one if none given
+
+
+def _load(source, what: str, temp: _TempImages) -> tuple[bpy.types.Image, str | None, bytes | None]:
+    """(Blender image, file path if the bytes are on disk, packed bytes if packed)."""
     if isinstance(source, (str, os.PathLike)):
         path = _check_file(os.fspath(source), what)
-        img = temp.load(path, what)
-        size = (int(img.size[0]), int(img.size[1]))
-        kind = _sniff(path)
-        if kind in PASS_THROUGH:
-            dest = dest_stem + PASS_THROUGH[kind]
-            shutil.copyfile(path, dest)
-            return dest, size
-        return _save_png(img, dest_stem + ".png"), size
-
+        return temp.load(path, what), path, None
     if isinstance(source, bpy.types.Image):
-        width, height = (int(source.size[0]), int(source.size[1]))
         if source.packed_file is not None:
-            data = bytes(source.packed_file.data)
-            kind = next((n for m, n in MAGIC.items() if data.startswith(m)), None)
-            if kind in PASS_THROUGH and width and height:
-                dest = dest_stem + PASS_THROUGH[kind]
-                with open(dest, "wb") as fh:
-                    fh.write(data)
-                return dest, (width, height)
-        elif source.source == "FILE" and source.filepath:
-            return _materialise(bpy.path.abspath(source.filepath, library=source.library),
-                                dest_stem, what, temp)
-        if not width or not height or not source.has_data:
+            return source, None, bytes(source.packed_file.data)
+        if source.source == "FILE" and source.filepath:
+            path = _check_file(bpy.path.abspath(source.filepath, library=source.library), what)
+            return temp.load(path, what), path, None
+        if not source.size[0] or not source.size[1] or not source.has_data:
             raise InputError(f"The Blender image '{source.name}' holds no pixels. Open or "
                              f"render it first, or pick an image file.")
-        return _save_png(source, dest_stem + ".png"), (width, height)
-
+        return source, None, None
     raise InputError(f"The {what} must be a file path or a Blender image, not "
                      f"{type(source).__name__}.")
 
 
-def _save_png(img: bpy.types.Image, dest: str) -> str:
-    """Re-encode through a copy so the artist's image keeps its own path and settings."""
+def _kind(path: str | None, packed: bytes | None) -> str | None:
+    head = packed[:8] if packed is not None else None
+    if head is None and path:
+        with open(path, "rb") as fh:
+            head = fh.read(8)
+    for magic, name in MAGIC.items():
+        if head and head.startswith(magic):
+            return name
+    return None
+
+
+def _save(img: bpy.types.Image, dest: str, file_format: str, size: tuple[int, int] | None,
+          temp: _TempImages) -> str:
+    """Write a (scaled) copy of `img`, so the artist's image keeps its own path and pixels."""
     copy = img.copy()
+    temp.images.append(copy)
+    if size is not None and tuple(copy.size) != tuple(size):
+        copy.scale(int(size[0]), int(size[1]))
+    copy.filepath_raw = dest
+    copy.file_format = file_format
     try:
-        copy.filepath_raw = dest
-        copy.file_format = "PNG"
-        copy.save()
+        if file_format == "JPEG":
+            copy.save(filepath=dest, quality=90)
+        else:
+            copy.save(filepath=dest)
     except RuntimeError as exc:
-        raise InputError(f"Recon3D could not convert the image '{img.name}' to PNG ({exc}).") \
-            from None
-    finally:
-        bpy.data.images.remove(copy)
+        raise InputError(f"Recon3D could not convert the image '{img.name}' ({exc}).") from None
     return dest
 
 
-def prepare(job_dir: str, image, *, mask=None, points=None, boxes=None) -> Prepared:
-    """Write the job's inputs into `job_dir`. Raises InputError for anything unusable."""
+def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
+def _write_image(img, path, packed, dest_stem, limits, temp) -> tuple[str, tuple[int, int]]:
+    """The upload file: the original bytes when they already fit, else a downscaled PNG (or
+    JPEG when PNG is still too large), shrinking further until it fits."""
+    width, height = int(img.size[0]), int(img.size[1])
+    kind = _kind(path, packed)
+    size = _fit(width, height, limits.max_side)
+    original_bytes = len(packed) if packed is not None else (
+        os.path.getsize(path) if path else None)
+    if kind in PASS_THROUGH and size == (width, height) and original_bytes is not None \
+            and original_bytes <= limits.max_bytes:
+        dest = dest_stem + PASS_THROUGH[kind]
+        if packed is not None:
+            with open(dest, "wb") as fh:
+                fh.write(packed)
+        else:
+            shutil.copyfile(path, dest)
+        return dest, size
+    formats = ["JPEG"] if kind == "JPEG" else ["PNG", "JPEG"]
+    for _ in range(8):
+        for file_format in formats:
+            dest = dest_stem + (".jpg" if file_format == "JPEG" else ".png")
+            _save(img, dest, file_format, size, temp)
+            if os.path.getsize(dest) <= limits.max_bytes:
+                return dest, size
+            os.remove(dest)
+        size = (max(1, round(size[0] * 0.8)), max(1, round(size[1] * 0.8)))
+    raise InputError(f"The image '{img.name}' cannot be made small enough to upload; use a "
+                     f"smaller photo.")
+
+
+def _derive_mask(img, size, dest: str, temp: _TempImages) -> str:
+    """A mask for providers that require one: the image's alpha where it has any
+    transparency, otherwise the whole image."""
+    scaled = img.copy()
+    temp.images.append(scaled)
+    if tuple(scaled.size) != tuple(size):
+        scaled.scale(*size)
+    width, height = size
+    mask = np.ones(width * height, dtype=np.float32)
+    if img.depth in (32, 64, 128) or img.is_float:
+        pixels = np.empty(width * height * 4, dtype=np.float32)
+        scaled.pixels.foreach_get(pixels)
+        alpha = pixels[3::4]
+        if (alpha < 0.999).any():
+            mask = (alpha > 0.5).astype(np.float32)
+    out = bpy.data.images.new("recon3d-mask", width, height, alpha=False)
+    temp.images.append(out)
+    rgba = np.empty((width * height, 4), dtype=np.float32)
+    rgba[:, 0] = rgba[:, 1] = rgba[:, 2] = mask
+    rgba[:, 3] = 1.0
+    out.pixels.foreach_set(rgba.ravel())
+    out.filepath_raw = dest
+    out.file_format = "PNG"
+    out.save()
+    return dest
+
+
+def prepare(job_dir: str, image, *, mask=None, points=None, boxes=None,
+            limits: UploadLimits | None = None) -> Prepared:
+    """Write the job's inputs into `job_dir`. Raises InputError for anything unusable.
+
+    Points, boxes and masks come in pixels of the original image and leave in pixels of the
+    uploaded one: when the image is downscaled they are scaled with it."""
+    limits = limits or UploadLimits()
     with _TempImages() as temp:
-        image_path, size = _materialise(image, os.path.join(job_dir, "input"), "image", temp)
+        img, path, packed = _load(image, "image", temp)
+        original = (int(img.size[0]), int(img.size[1]))
+        points = [_pair(p, "point") for p in points or []]
+        boxes = [_box(b) for b in boxes or []]
+        _check_inside(points, boxes, original)
+        image_path, size = _write_image(img, path, packed, os.path.join(job_dir, "input"),
+                                        limits, temp)
+        sx, sy = size[0] / original[0], size[1] / original[1]
         masks = []
-        if mask is not None:
-            mask_list = mask if isinstance(mask, (list, tuple)) else [mask]
-            for index, item in enumerate(mask_list):
-                path, mask_size = _materialise(item, os.path.join(job_dir, f"mask-{index}"),
-                                               "mask", temp)
-                if mask_size != size:
-                    raise InputError(f"The mask is {mask_size[0]}×{mask_size[1]} px but the "
-                                     f"image is {size[0]}×{size[1]} px; they must match.")
-                masks.append(path)
+        mask_list = [] if mask is None else (list(mask) if isinstance(mask, (list, tuple))
+                                             else [mask])
+        for index, item in enumerate(mask_list):
+            mask_img, _, _ = _load(item, "mask", temp)
+            mask_size = (int(mask_img.size[0]), int(mask_img.size[1]))
+            if mask_size != original:
+                raise InputError(f"Mask {index + 1} is {mask_size[0]}×{mask_size[1]} px but the "
+                                 f"image is {original[0]}×{original[1]} px; they must match.")
+            masks.append(_save(mask_img, os.path.join(job_dir, f"mask-{index}.png"), "PNG",
+                               size, temp))
+        if not masks and limits.derive_mask:
+            masks.append(_derive_mask(img, size, os.path.join(job_dir, "mask-0.png"), temp))
+    # Pixel centres map to pixel centres; box edges map to box edges.
     return Prepared(image_path=image_path, image_size=size, mask_paths=masks,
-                    points=[_pair(p, "point") for p in points or []],
-                    boxes=[_box(b) for b in boxes or []])
+                    points=[(min(max((x + 0.5) * sx - 0.5, 0.0), size[0] - 1.0),
+                             min(max((y + 0.5) * sy - 0.5, 0.0), size[1] - 1.0))
+                            for x, y in points],
+                    boxes=[(a * sx, b * sy, c * sx, d * sy) for a, b, c, d in boxes],
+                    original_size=original)
+
+
+def _check_inside(points, boxes, size) -> None:
+    width, height = size
+    for x, y in points:
+        if not (0 <= x < width and 0 <= y < height):
+            raise InputError(f"The point ({x:g}, {y:g}) lies outside the image "
+                             f"({width}×{height} px).")
+    for x1, y1, x2, y2 in boxes:
+        if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
+            raise InputError(f"The box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) must lie inside the "
+                             f"image ({width}×{height} px) with x1 < x2 and y1 < y2.")
 
 
 def _pair(value, what) -> tuple[float, float]:

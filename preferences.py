@@ -17,6 +17,21 @@ def _changed(self, context):
 class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
     bl_idname = __package__
 
+    scenario_api_key: StringProperty(name="Scenario API Key", subtype="PASSWORD",
+                                     description="From Scenario › Project Settings › API Keys "
+                                                 "(else SCENARIO_SDK_API_KEY)", update=_changed)
+    scenario_api_secret: StringProperty(name="Scenario API Secret", subtype="PASSWORD",
+                                        description="Goes with the Scenario key (else "
+                                                    "SCENARIO_SDK_API_SECRET)", update=_changed)
+    scenario_url: StringProperty(name="Scenario URL", default="",
+                                 description="Leave empty for https://api.cloud.scenario.com/v1 "
+                                             "(RECON3D_SCENARIO_URL overrides)", update=_changed)
+    runware_api_key: StringProperty(name="Runware API Key", subtype="PASSWORD",
+                                    description="From runware.ai › API Keys (else "
+                                                "RUNWARE_API_KEY)", update=_changed)
+    runware_url: StringProperty(name="Runware URL", default="",
+                                description="Leave empty for https://api.runware.ai/v1 "
+                                            "(RECON3D_RUNWARE_URL overrides)", update=_changed)
     segmind_api_key: StringProperty(name="Segmind API Key", subtype="PASSWORD",
                                     description="Key from segmind.com › API Keys (else "
                                                 "SEGMIND_API_KEY)", update=_changed)
@@ -29,14 +44,15 @@ class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
 
     def draw(self, context):
         layout = self.layout
+        services = {}
         for cls in REGISTRY.values():
+            services.setdefault(cls.service, cls)
+        for service, cls in services.items():
             box = layout.box()
-            box.label(text=cls.service)
+            box.label(text=service)
             for key in cls.keys:
                 box.prop(self, key.pref)
-            url_attr = f"{cls.service.lower()}_url"
-            if hasattr(self, url_attr):
-                box.prop(self, url_attr)
+            box.prop(self, f"{service.lower()}_url")
         layout.prop(self, "max_in_flight")
         if not bpy.app.online_access:
             layout.label(text="Online access is off: Recon3D can only reach services on this "

@@ -313,6 +313,7 @@ class Engine:
         if job.state == "downloading" and job.provider_state.get("final_status"):
             return PollStatus("done", detail=job.provider_state["final_status"])
         trouble_since = None
+        troubles = 0
         delay = 0.0 if immediate else None
         while True:
             age = time.time() - submitted
@@ -328,14 +329,16 @@ class Engine:
             delay = None
             try:
                 status = provider.poll(job.remote_id, state)
-                trouble_since = None
+                trouble_since, troubles = None, 0
             except Recon3DError as exc:
                 if not exc.transient:
                     raise
                 trouble_since = trouble_since or time.monotonic()
                 if time.monotonic() - trouble_since > TRANSIENT_GIVE_UP:
                     raise
-                delay = min(60.0, 2.0 * (1 + job.polls % 6))
+                # The HTTP layer already retried this poll; wait longer before the next one.
+                troubles += 1
+                delay = min(60.0, 2.0 ** troubles)
                 continue
             finally:
                 job.update(polls=job.polls + 1)

@@ -13,9 +13,12 @@ from typing import Callable
 from ..errors import InputError
 from .base import Capabilities, JobInputs, OptionSpec, PollStatus, Provider, ProviderSettings
 from .http import HttpClient, HttpConfig
+from .runware import RunwareSam3D
+from .scenario import ScenarioPixal3D, ScenarioSam3D
 from .segmind import SegmindSam3D
 
-REGISTRY: dict[str, type[Provider]] = {cls.id: cls for cls in (SegmindSam3D,)}
+REGISTRY: dict[str, type[Provider]] = {
+    cls.id: cls for cls in (ScenarioSam3D, ScenarioPixal3D, SegmindSam3D, RunwareSam3D)}
 
 
 def provider_class(provider_id: str) -> type[Provider]:

@@ -116,12 +116,22 @@ class SegmindSam3D(Provider):
         if ref.startswith(("http://", "https://")):
             raw = os.path.join(job_dir, "result-0.bin")
             self.http.download(ref, raw, max_bytes=MAX_RESULT_BYTES,
-                               check=lambda head: check_model_bytes(head, self.service))
+                               check=lambda head: check_model_bytes(head, self.service),
+                               on_expired=lambda: self._fresh_output_url(remote_id))
             return [self._finish_file(raw, dest)]
         data = _decode_base64(ref)
         raw = os.path.join(job_dir, "result-0.bin")
         _write_stream(raw, data, iter(()))
         return [self._finish_file(raw, dest)]
+
+    def _fresh_output_url(self, remote_id: str) -> str:
+        """The result's URL asked for again (a signed link may have expired)."""
+        body = self.http.get_json(f"/v2/requests/{remote_id}", ok_statuses=(422,))
+        ref = _find_output(body.get("output") if isinstance(body, dict) else None)
+        if not ref or not ref.startswith(("http://", "https://")):
+            raise ResultError("Segmind no longer offers the result for download. Generate "
+                              "again.")
+        return ref
 
     def _finish_file(self, raw: str, dest: str) -> str:
         """A downloaded result is a GLB (renamed into place) or a ZIP (the GLB inside taken)."""

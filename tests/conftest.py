@@ -33,8 +33,6 @@ SESSION_DIR = Path(tempfile.mkdtemp(prefix="recon3d-tests-"))
 for var, sub in (("BLENDER_USER_RESOURCES", "user"), ("RECON3D_DATA_DIR", "data")):
     if not os.environ.get(var) or var == "RECON3D_DATA_DIR":
         os.environ[var] = str(SESSION_DIR / sub)
-os.environ["SEGMIND_API_KEY"] = TEST_KEYS["segmind"]
-
 import bpy  # noqa: E402  (after the environment is set)
 
 
@@ -61,7 +59,7 @@ def install_from_zip(zip_file: Path, repo_dir: Path, module: str = REPO_MODULE):
 @pytest.fixture(scope="session")
 def emulator():
     emu = Emulator()
-    os.environ["RECON3D_SEGMIND_URL"] = emu.segmind_url
+    os.environ.update(emu.environment())
     yield emu
     emu.close()
 
@@ -126,8 +124,7 @@ def fresh(request, emulator):
     emulator.reset()
     if "api" in request.fixturenames or "recon3d" in request.fixturenames:
         clear_scene()
-    os.environ["SEGMIND_API_KEY"] = TEST_KEYS["segmind"]
-    os.environ["RECON3D_SEGMIND_URL"] = emulator.segmind_url
+    os.environ.update(emulator.environment())
     yield
 
 
@@ -174,3 +171,51 @@ def tmp_user_dir(tmp_path):
 
 def pytest_sessionfinish(session, exitstatus):
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+def write_png(path, rgba) -> str:
+    """Save an (h, w, 4) float array, row 0 at the TOP (photo convention), as a PNG."""
+    import numpy as np
+    rgba = np.asarray(rgba, dtype=np.float32)
+    height, width = rgba.shape[:2]
+    img = bpy.data.images.new("test-png", width, height, alpha=True)
+    try:
+        img.pixels.foreach_set(np.flipud(rgba).ravel())   # Blender's row 0 is the bottom
+        img.filepath_raw = str(path)
+        img.file_format = "PNG"
+        img.save()
+    finally:
+        bpy.data.images.remove(img)
+    return str(path)
+
+
+def read_image(path_or_bytes, tmp_dir=None):
+    """Decode an image with Blender; returns an (h, w, 4) array, row 0 at the TOP."""
+    import numpy as np
+    path = path_or_bytes
+    if isinstance(path_or_bytes, (bytes, bytearray)):
+        path = os.path.join(tmp_dir or SESSION_DIR, f"decoded-{os.getpid()}-{id(path_or_bytes)}")
+        with open(path, "wb") as fh:
+            fh.write(path_or_bytes)
+    img = bpy.data.images.load(str(path), check_existing=False)
+    try:
+        width, height = img.size
+        pixels = np.empty(width * height * 4, dtype=np.float32)
+        img.pixels.foreach_get(pixels)
+    finally:
+        bpy.data.images.remove(img)
+    return np.flipud(pixels.reshape(height, width, 4))
+
+
+def bottom_centre(objects):
+    import numpy as np
+    lows, highs = [], []
+    for obj in objects:
+        mw = np.array(obj.matrix_world)
+        co = np.empty(len(obj.data.vertices) * 3)
+        obj.data.vertices.foreach_get("co", co)
+        pts = co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3]
+        lows.append(pts.min(0))
+        highs.append(pts.max(0))
+    low, high = np.min(lows, 0), np.max(highs, 0)
+    return np.array([(low[0] + high[0]) / 2, (low[1] + high[1]) / 2, low[2]]), low, high

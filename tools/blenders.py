@@ -19,7 +19,9 @@ RELEASES: dict[str, list[str]] = {
     "4.5": ["bpy==4.5.15", "requests==2.32.3", "urllib3==2.2.3", "numpy==1.26.4"],
     "5.0": ["bpy==5.0.1", "requests==2.32.3", "urllib3==2.5.0", "numpy==1.26.4"],
 }
-TEST_TOOLS = ["pytest==8.3.4", "jsonschema==4.23.0", "hypothesis==6.122.3"]
+# rfc3986-validator lets jsonschema check "format": "uri" (else it passes anything)
+TEST_TOOLS = ["pytest==8.3.4", "jsonschema==4.23.0", "rfc3986-validator==0.1.1",
+              "hypothesis==6.122.3"]
 
 
 def cache_root() -> Path:
@@ -45,7 +47,14 @@ def ensure_venv(release: str, log=print) -> Path:
     log(f"[venv {release}] installing {' '.join(reqs)}")
     root.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
-    subprocess.run([str(py), "-m", "pip", "install", "--quiet", *reqs], check=True)
+    # pip's output goes to a log, shown only if the install fails.
+    log_path = root / "pip-install.log"
+    with open(log_path, "w") as fh:
+        code = subprocess.call([str(py), "-m", "pip", "install", *reqs], stdout=fh,
+                               stderr=subprocess.STDOUT)
+    if code != 0:
+        sys.stderr.write(log_path.read_text()[-5000:])
+        raise SystemExit(f"[venv {release}] pip install failed (exit {code}); log: {log_path}")
     marker.write_text(digest)
     return py
 

@@ -19,9 +19,12 @@ import time
 import uuid
 
 from .server import Fault, Recorded, Reply, Server
+from .runware import RunwareService
+from .scenario import ScenarioService
 from .segmind import SegmindService
 
-TEST_KEYS = {"segmind": "test-segmind-key-5f2c9a"}
+TEST_KEYS = {"segmind": "test-segmind-key-5f2c9a", "runware": "test-runware-key-81d0e4",
+             "scenario_key": "test-scenario-key-3b7a", "scenario_secret": "test-scenario-secret-c41f"}
 
 
 class Emulator:
@@ -31,8 +34,13 @@ class Emulator:
         self.faults: list[Fault] = []
         self.files: dict[str, tuple[bytes, str]] = {}
         self._names = itertools.count(1)
+        self.expired: set[str] = set()
         self.segmind = SegmindService(self, TEST_KEYS["segmind"])
-        self.services = {"/segmind/": self.segmind}
+        self.scenario = ScenarioService(self, TEST_KEYS["scenario_key"],
+                                        TEST_KEYS["scenario_secret"])
+        self.runware = RunwareService(self, TEST_KEYS["runware"])
+        self.services = {"/segmind/": self.segmind, "/scenario/": self.scenario,
+                         "/runware/": self.runware}
         self.api = Server("api", self._route_api, self.log, self.faults, self.lock)
         self.cdn = Server("cdn", self._route_cdn, self.log, self.faults, self.lock)
 
@@ -41,11 +49,30 @@ class Emulator:
     def segmind_url(self) -> str:
         return f"{self.api.url}/segmind"
 
+    @property
+    def scenario_url(self) -> str:
+        return f"{self.api.url}/scenario/v1"
+
+    @property
+    def runware_url(self) -> str:
+        return f"{self.api.url}/runware/v1"
+
+    def environment(self) -> dict:
+        """Endpoint overrides and test keys, as the add-on reads them."""
+        return {"RECON3D_SEGMIND_URL": self.segmind_url,
+                "RECON3D_SCENARIO_URL": self.scenario_url,
+                "RECON3D_RUNWARE_URL": self.runware_url,
+                "SEGMIND_API_KEY": TEST_KEYS["segmind"],
+                "RUNWARE_API_KEY": TEST_KEYS["runware"],
+                "SCENARIO_SDK_API_KEY": TEST_KEYS["scenario_key"],
+                "SCENARIO_SDK_API_SECRET": TEST_KEYS["scenario_secret"]}
+
     def reset(self) -> None:
         with self.lock:
             self.log.clear()
             self.faults.clear()
             self.files.clear()
+            self.expired.clear()
         for service in self.services.values():
             service.reset()
 
@@ -55,6 +82,12 @@ class Emulator:
         name = name or f"{uuid.uuid4().hex[:8]}-{next(self._names)}.glb"
         with self.lock:
             self.files[name] = (data, content_type)
+        return f"{self.cdn.url}/files/{name}"
+
+    def publish_expired(self, name: str) -> str:
+        """A signed URL whose signature has expired: the CDN answers 403."""
+        with self.lock:
+            self.expired.add(name)
         return f"{self.cdn.url}/files/{name}"
 
     def fault(self, match, reply: Reply, times: int = 1) -> Fault:
@@ -89,6 +122,11 @@ class Emulator:
         name = req.path.split("?", 1)[0].rsplit("/", 1)[-1]
         with self.lock:
             item = self.files.get(name)
+            expired = name in self.expired
+        if expired:
+            return Reply(403, "<?xml version=\"1.0\"?><Error><Code>AccessDenied</Code>"
+                              "<Message>Request has expired</Message></Error>",
+                         content_type="application/xml")
         if item is None:
             return Reply(404, "<html><body>NoSuchKey</body></html>", content_type="text/html")
         data, ctype = item

@@ -1,0 +1,155 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Runware: SAM 3D Objects through task arrays (shared/PROVIDERS.md, vendor OpenAPI schema).
+
+The client chooses the taskUUID, so a submit may be sent again with the same UUID without
+paying twice: the UUID is journaled before the first send and reused on every retry and on
+resume. The mask is required: input preparation derives one when the artist gave none.
+"""
+from __future__ import annotations
+
+import base64
+import os
+import uuid
+
+import requests
+
+from ..errors import AuthError, ServiceError
+from .base import (MAX_RESULT_BYTES, Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus,
+                   Provider, check_model_bytes)
+from .http import describe_status, json_body
+
+MODEL = "meta:sam@3d"
+MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
+
+
+class RunwareSam3D(Provider):
+    id = "runware_sam3d"
+    service = "Runware"
+    label = "SAM 3D Objects (Runware)"
+    model = MODEL
+    default_url = "https://api.runware.ai/v1"
+    url_env = "RECON3D_RUNWARE_URL"
+    keys = (KeySpec("runware_api_key", "RUNWARE_API_KEY", "Runware API key"),)
+    capabilities = Capabilities(prompt=True, mask=True, mask_required=True, max_masks=1,
+                                points=False, boxes=False, seed=True,
+                                seed_range=(0, 2**63 - 1), max_results=4)
+    options = (OptionSpec("numberResults", int, 1, 1, 4, "Variations",
+                          "How many variations to make (each is billed)"),)
+    idempotent_submit = True
+
+    def _auth(self) -> dict:
+        return {"Authorization": f"Bearer {self.settings.credentials.get('runware_api_key', '')}"}
+
+    def build_task(self, inputs: JobInputs, task_uuid: str) -> dict:
+        task = {"taskType": "3dInference", "taskUUID": task_uuid, "model": MODEL,
+                "inputs": {"image": _data_uri(inputs.image_path),
+                           "mask": _data_uri(inputs.mask_paths[0])},
+                "outputFormat": "GLB", "outputType": "URL", "deliveryMethod": "async",
+                "includeCost": True}
+        if inputs.prompt:
+            task["positivePrompt"] = inputs.prompt
+        if inputs.seed is not None:
+            task["seed"] = int(inputs.seed)
+        results = int(inputs.options.get("numberResults", 1))
+        if results != 1:
+            task["numberResults"] = results
+        return task
+
+    def _post(self, tasks: list, *, repeatable: bool = True):
+        # Every Runware request is a POST, even a poll; all of them are safe to repeat
+        # (the submit because its taskUUID makes it idempotent).
+        resp = self.http.request("POST", "", json_data=tasks, billing=not repeatable)
+        body = self.http.parse_json(resp)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        if errors:
+            raise self._task_error(errors)
+        return body
+
+    def submit(self, inputs, state, mark_sending) -> str:
+        task_uuid = state.setdefault("taskUUID", str(uuid.uuid4()))
+        task = self.build_task(inputs, task_uuid)
+        state["numberResults"] = task.get("numberResults", 1)
+        mark_sending()              # journals the taskUUID before the first byte is sent
+        body = self._post([task])
+        for item in _items(body, task_uuid):
+            if item.get("cost") is not None:
+                state["cost"] = item["cost"]
+        return task_uuid
+
+    def poll(self, remote_id, state) -> PollStatus:
+        body = self._post([{"taskType": "getResponse", "taskUUID": remote_id}])
+        items = _items(body, remote_id)
+        files, cost = [], None
+        for item in items:
+            if str(item.get("status", "")).lower() == "error":
+                return PollStatus("failed", error=_error_text(item))
+            for entry in ((item.get("outputs") or {}).get("files") or []):
+                if isinstance(entry, dict) and entry.get("url"):
+                    files.append(entry["url"])
+            if item.get("cost") is not None:
+                cost = (cost or 0) + item["cost"]
+        if cost is not None:
+            state["cost"] = cost
+        wanted = int(state.get("numberResults", 1))
+        done = files and (len(files) >= wanted or
+                          any(str(i.get("status", "")).lower() == "success" for i in items))
+        if done:
+            return PollStatus("done", progress=1.0, detail={"urls": files})
+        return PollStatus("running")
+
+    def download(self, remote_id, status, state, job_dir) -> list[str]:
+        files = []
+        for index, url in enumerate(status.detail.get("urls") or []):
+            dest = os.path.join(job_dir, f"result-{index}.glb")
+            if not os.path.isfile(dest):
+                self.http.download(url, dest, max_bytes=MAX_RESULT_BYTES,
+                                   check=lambda head: check_model_bytes(head, self.service))
+            files.append(dest)
+        return files
+
+    def _task_error(self, errors) -> Exception:
+        first = errors[0] if isinstance(errors, list) and errors else {}
+        code = str(first.get("code", "")).lower() if isinstance(first, dict) else ""
+        message = _error_text(first) if isinstance(first, dict) else str(first)
+        if "auth" in code or "apikey" in code.replace("_", ""):
+            return AuthError(f"Runware says the API key is invalid ({message}). "
+                             f"{self.key_hint()}")
+        if "balance" in code or "credit" in code:
+            return ServiceError(f"Runware says your balance is too low ({message}). Top up at "
+                                f"runware.ai, then try again.", code="credits")
+        return ServiceError(f"Runware rejected the job: {message}", code="rejected")
+
+    def describe_error(self, resp: requests.Response):
+        body = json_body(resp)
+        errors = body.get("errors") if isinstance(body, dict) else None
+        message = None
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            message = _error_text(errors[0])
+        status = resp.status_code
+        if status == 401:
+            return AuthError(f"Runware says the API key is invalid"
+                             f"{' (' + message + ')' if message else ''}. {self.key_hint()}")
+        if status == 402:
+            return ServiceError(f"Runware says your balance is too low"
+                                f"{' (' + message + ')' if message else ''}. Top up at "
+                                f"runware.ai, then try again.", code="credits")
+        return describe_status(self.service, status, message, key_hint=self.key_hint())
+
+
+def _items(body, task_uuid: str) -> list[dict]:
+    data = body.get("data") if isinstance(body, dict) else None
+    return [i for i in data or [] if isinstance(i, dict) and i.get("taskUUID") in (None, task_uuid)]
+
+
+def _error_text(item: dict) -> str:
+    for key in ("message", "error", "responseContent"):
+        value = item.get(key)
+        if isinstance(value, str) and value.strip():
+            return " ".join(value.split())[:300]
+    return "no reason given"
+
+
+def _data_uri(path: str) -> str:
+    mime = MIME.get(os.path.splitext(path)[1].lower(), "image/png")
+    with open(path, "rb") as fh:
+        return f"data:{mime};base64,{base64.b64encode(fh.read()).decode('ascii')}"

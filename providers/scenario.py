@@ -1,0 +1,244 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Scenario: SAM 3D Objects and Pixal3D (shared/PROVIDERS.md).
+
+Inputs are uploaded as assets first (their ids are journaled, so a resumed job never uploads
+twice), then `POST /generate/custom/{model}` starts the paid job. Results are assets too:
+their URLs are signed and short-lived, so each is asked for right before its download and
+asked for again when the CDN says 403/404.
+"""
+from __future__ import annotations
+
+import base64
+import os
+
+import requests
+
+from ..errors import AuthError, ServiceError
+from .base import (MAX_RESULT_BYTES, Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus,
+                   Provider, check_model_bytes)
+from .http import describe_status, json_body, reason_from_body
+
+RUNNING = {"pending", "queued", "warming-up", "in-progress", "finalizing", "processing"}
+
+
+class ScenarioProvider(Provider):
+    service = "Scenario"
+    default_url = "https://api.cloud.scenario.com/v1"
+    url_env = "RECON3D_SCENARIO_URL"
+    keys = (KeySpec("scenario_api_key", "SCENARIO_SDK_API_KEY", "Scenario API key"),
+            KeySpec("scenario_api_secret", "SCENARIO_SDK_API_SECRET", "Scenario API secret"))
+    #: an asset upload must stay under 6 MB; base64 inflates by 4/3
+    max_upload_bytes = 4_400_000
+
+    def _auth(self) -> dict:
+        creds = self.settings.credentials
+        token = f"{creds.get('scenario_api_key', '')}:{creds.get('scenario_api_secret', '')}"
+        return {"Authorization": "Basic " + base64.b64encode(token.encode()).decode("ascii")}
+
+    # -- upload ---------------------------------------------------------------------------------
+    def upload(self, path: str, name: str) -> str:
+        with open(path, "rb") as fh:
+            data = base64.b64encode(fh.read()).decode("ascii")
+        resp = self.http.request("POST", "/assets", json_data={"image": data, "name": name})
+        body = self.http.parse_json(resp)
+        asset = body.get("asset") if isinstance(body, dict) else None
+        asset_id = (asset or {}).get("id") or (body.get("assetId") if isinstance(body, dict)
+                                               else None)
+        if not asset_id:
+            raise ServiceError("Scenario accepted the upload but returned no asset id. Try "
+                               "again later.", code="bad_response", transient=True)
+        return str(asset_id)
+
+    def upload_inputs(self, inputs: JobInputs, state: dict) -> None:
+        """Upload the image and masks once; the ids live in the journaled `state`."""
+        if not state.get("image_asset"):
+            ext = os.path.splitext(inputs.image_path)[1] or ".png"
+            state["image_asset"] = self.upload(inputs.image_path, "input" + ext)
+        masks = state.setdefault("mask_assets", [])
+        for index, path in enumerate(inputs.mask_paths):
+            if index >= len(masks):
+                masks.append(self.upload(path, f"mask-{index}.png"))
+
+    def build_body(self, inputs: JobInputs, state: dict) -> dict:
+        raise NotImplementedError
+
+    # -- protocol -------------------------------------------------------------------------------
+    def submit(self, inputs, state, mark_sending) -> str:
+        self.upload_inputs(inputs, state)
+        body = self.build_body(inputs, state)
+        mark_sending()
+        resp = self.http.request("POST", f"/generate/custom/{self.model}", json_data=body,
+                                 billing=True)
+        data = json_body(resp)
+        job = data.get("job") if isinstance(data, dict) else None
+        job_id = (job or {}).get("jobId") or (data.get("jobId") if isinstance(data, dict)
+                                              else None)
+        if not job_id:
+            raise ServiceError("Scenario accepted the request but did not say which job it "
+                               "started. Check your Scenario dashboard before trying again.",
+                               code="bad_response")
+        billing = (job or {}).get("billing") or {}
+        if billing.get("cuCost") is not None:
+            state["cost"] = billing["cuCost"]
+        return str(job_id)
+
+    def poll(self, remote_id, state) -> PollStatus:
+        body = self.http.get_json(f"/jobs/{remote_id}")
+        job = body.get("job", body) if isinstance(body, dict) else {}
+        status = str(job.get("status", "")).lower()
+        progress = job.get("progress")
+        progress = float(progress) if isinstance(progress, (int, float)) else None
+        meta = job.get("metadata") or {}
+        billing = job.get("billing") or {}
+        if billing.get("cuCost") is not None:
+            state["cost"] = billing["cuCost"]
+        if status == "success":
+            assets = [str(a) for a in meta.get("assetIds") or []]
+            if not assets:
+                return PollStatus("failed", error="the job finished without a model")
+            return PollStatus("done", progress=1.0, detail={"assetIds": assets})
+        if status == "failure":
+            reason = meta.get("error") or job.get("error") or "no reason given"
+            hint = meta.get("hint")
+            return PollStatus("failed", error=f"{reason}{' — ' + hint if hint else ''}")
+        if status == "canceled":
+            return PollStatus("canceled")
+        return PollStatus("running", progress=progress)
+
+    def asset_url(self, asset_id: str) -> str:
+        body = self.http.get_json(f"/assets/{asset_id}")
+        asset = body.get("asset", body) if isinstance(body, dict) else {}
+        url = asset.get("url")
+        if not url:
+            raise ServiceError("Scenario did not give a download address for the result. "
+                               "Try the import again later.", code="bad_response",
+                               transient=True)
+        return url
+
+    def download(self, remote_id, status, state, job_dir) -> list[str]:
+        files = []
+        for index, asset_id in enumerate(status.detail.get("assetIds") or []):
+            dest = os.path.join(job_dir, f"result-{index}.glb")
+            if not os.path.isfile(dest):
+                # Signed URLs expire: ask right before downloading, and again on 403/404.
+                self.http.download(self.asset_url(asset_id), dest, max_bytes=MAX_RESULT_BYTES,
+                                   check=lambda head: check_model_bytes(head, self.service),
+                                   on_expired=lambda a=asset_id: self.asset_url(a))
+            files.append(dest)
+        return files
+
+    def cancel(self, remote_id, state) -> None:
+        try:
+            self.http.request("POST", f"/jobs/{remote_id}/action",
+                              json_data={"action": "cancel"})
+        except Exception:
+            pass            # many job types cannot be canceled: best effort only
+
+    def describe_error(self, resp: requests.Response):
+        reason = reason_from_body(resp, "message", "error", "detail")
+        status = resp.status_code
+        if status == 401:
+            return AuthError(f"Scenario says the API key or secret is invalid"
+                             f"{': ' + reason if reason else ''}. {self.key_hint()}")
+        if status == 403:
+            return ServiceError(f"Scenario says your plan does not allow {self.label}"
+                                f"{': ' + reason if reason else ''}. Check your Scenario plan "
+                                f"or pick another provider.", code="forbidden")
+        if status == 429:
+            body = json_body(resp)
+            details = body.get("details") if isinstance(body, dict) else None
+            limit = details.get("actionLimit") if isinstance(details, dict) else None
+            cap = f" (at most {limit} jobs at once)" if limit else ""
+            return ServiceError(f"Scenario says your team is running too many jobs{cap}. "
+                                f"Recon3D waits and tries again; lower 'Jobs at Once' in "
+                                f"Preferences › Add-ons › Recon3D if this keeps happening.",
+                                code="rate_limited", transient=True)
+        if status == 402:
+            return ServiceError(f"Scenario says your team has no credits left"
+                                f"{': ' + reason if reason else ''}. Top up at scenario.com.",
+                                code="credits")
+        if status == 404 and "/jobs/" in (resp.url or ""):
+            return ServiceError("Scenario no longer knows this job. Generate again.",
+                                code="expired")
+        return describe_status(self.service, status, reason, key_hint=self.key_hint())
+
+
+class ScenarioSam3D(ScenarioProvider):
+    id = "scenario_sam3d"
+    label = "SAM 3D Objects (Scenario)"
+    model = "model_meta-sam-3d-objects"
+    capabilities = Capabilities(prompt=True, prompt_max_chars=120, mask=True, max_masks=16,
+                                points=True, boxes=True, max_boxes=16, seed=True,
+                                seed_range=(0, 2**31 - 1), multi_object=True)
+
+    def build_body(self, inputs, state) -> dict:
+        body: dict = {"image": state["image_asset"]}
+        if inputs.prompt:
+            body["prompt"] = inputs.prompt
+        if state.get("mask_assets"):
+            body["mask"] = list(state["mask_assets"])
+        if inputs.points:
+            body["pointPrompts"] = [{"x": int(round(x)), "y": int(round(y))}
+                                    for x, y in inputs.points]
+        if inputs.boxes:
+            body["boxPrompts"] = [{"x1": int(round(a)), "y1": int(round(b)),
+                                   "x2": int(round(c)), "y2": int(round(d))}
+                                  for a, b, c, d in inputs.boxes]
+        if inputs.seed is not None:
+            body["seed"] = int(inputs.seed)
+        return body
+
+
+def _num(name, default, low, high, label, description, kind=float):
+    return OptionSpec(name, kind, default, low, high, label, description)
+
+
+class ScenarioPixal3D(ScenarioProvider):
+    id = "scenario_pixal3d"
+    label = "Pixal3D (Scenario)"
+    model = "model_pixal3d"
+    capabilities = Capabilities(prompt=False, mask=False, max_masks=0, points=False,
+                                boxes=False, seed=True, seed_range=(0, 2**31 - 1))
+    # The vendor page gives defaults, not ranges: the ranges are generous sanity bounds.
+    options = (
+        _num("ssGuidanceStrength", 7.5, 0.0, 20.0, "Structure Guidance",
+             "How closely the initial 3D structure follows the image"),
+        _num("ssGuidanceRescale", 0.7, 0.0, 1.0, "Structure Rescale",
+             "Dampens artifacts from high guidance in the structure stage"),
+        _num("ssSamplingSteps", 36, 1, 100, "Structure Steps",
+             "Denoising steps for the initial structure", int),
+        _num("shapeSlatGuidanceStrength", 7.5, 0.0, 20.0, "Shape Guidance",
+             "How closely the detailed geometry follows the image"),
+        _num("shapeSlatGuidanceRescale", 0.5, 0.0, 1.0, "Shape Rescale",
+             "Dampens artifacts from high guidance in the shape stage"),
+        _num("shapeSlatSamplingSteps", 36, 1, 100, "Shape Steps",
+             "Denoising steps for shape refinement", int),
+        _num("shapeSlatRescaleT", 3.0, 0.0, 10.0, "Shape Noise Sharpness",
+             "Noise schedule sharpness for shape refinement"),
+        _num("texSlatGuidanceStrength", 1.0, 0.0, 20.0, "Texture Guidance",
+             "How closely the texture follows the image colours"),
+        _num("texSlatGuidanceRescale", 0.0, 0.0, 1.0, "Texture Rescale",
+             "Dampens artifacts from high guidance in the texture stage"),
+        _num("texSlatSamplingSteps", 36, 1, 100, "Texture Steps",
+             "Denoising steps for texture generation", int),
+        _num("texSlatRescaleT", 3.0, 0.0, 10.0, "Texture Noise Sharpness",
+             "Noise schedule sharpness for texture generation"),
+        _num("meshScale", 1.0, 0.01, 100.0, "Mesh Scale", "Scale applied to the inferred mesh"),
+        _num("maxNumTokens", 49152, 1024, 262144, "Max Tokens",
+             "High-resolution tokens for the shape sampler (finer geometry)", int),
+        _num("decimationTarget", 200000, 1000, 2000000, "Target Vertices",
+             "Vertex count of the final mesh", int),
+        _num("generationResolution", 1536, 256, 4096, "Geometry Resolution",
+             "Internal geometry resolution", int),
+        _num("resolution", 4096, 256, 8192, "Texture Resolution",
+             "Texture resolution of the model", int),
+        OptionSpec("remesh", bool, True, label="Remesh",
+                   description="Rebuild the topology for cleaner triangles"),
+    )
+
+    def build_body(self, inputs, state) -> dict:
+        body: dict = {"image": state["image_asset"]}
+        body.update(inputs.options)      # only what the artist set; Scenario applies defaults
+        if inputs.seed is not None:
+            body["seed"] = int(inputs.seed)
+        return body
