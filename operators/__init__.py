@@ -24,9 +24,15 @@ class RECON3D_OT_submit(bpy.types.Operator):
         origin = {"auto_import": True, "blend": bpy.data.filepath, "scene": context.scene.name,
                   "placement": form.placement,
                   "target_size": form.target_size if form.use_target_size else None}
+        caps = form.provider_class().capabilities
         try:
-            job = api.submit(form.image_path, form.provider, prompt=form.prompt or None,
-                             seed=form.seed if form.use_seed else None, _origin=origin)
+            job = api.submit(form.image_path, form.provider,
+                             prompt=(form.prompt or None) if caps.prompt else None,
+                             mask=(form.mask_path or None) if caps.mask else None,
+                             points=form.parsed_points() if caps.points else None,
+                             boxes=form.parsed_boxes() if caps.boxes else None,
+                             seed=form.seed if form.use_seed else None,
+                             options=form.chosen_options(), _origin=origin)
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -24,7 +24,18 @@ class RECON3D_PT_generate(bpy.types.Panel):
         form = context.scene.recon3d
         layout.prop(form, "image_path")
         layout.prop(form, "provider")
-        layout.prop(form, "prompt")
+        cls = form.provider_class()
+        caps = cls.capabilities
+        # Only what the chosen model takes, as its provider declares it.
+        if caps.prompt:
+            layout.prop(form, "prompt")
+        if caps.mask:
+            layout.prop(form, "mask_path",
+                        text="Mask" if not caps.mask_required else "Mask (else from alpha)")
+        if caps.points:
+            layout.prop(form, "points")
+        if caps.boxes:
+            layout.prop(form, "boxes")
         row = layout.row(align=True)
         row.prop(form, "use_seed")
         sub = row.row(align=True)
@@ -38,6 +49,12 @@ class RECON3D_PT_generate(bpy.types.Panel):
         sub.prop(form, "target_size", text="")
         if not bpy.app.online_access:
             layout.label(text="Online access is off (Preferences › System)", icon="ERROR")
+        if cls.options:
+            box = layout.box()
+            box.label(text=f"{cls.label} options")
+            from ..properties import option_attr
+            for spec in cls.options:
+                box.prop(form.options, option_attr(cls.id, spec.name))
         layout.operator("recon3d.submit", icon="MESH_MONKEY")
 
 

@@ -211,8 +211,10 @@ class HttpClient:
             try:
                 resp = self._send_once(method, url, json_data=json_data, data=data,
                                        headers=headers, stream=stream)
-            except requests.exceptions.ConnectionError as exc:
-                # A refused connection proves nothing was sent; a reset after sending does not.
+            except (requests.exceptions.ConnectionError,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                # A refused connection proves nothing was sent; a reset after sending, or an
+                # answer cut off half-way (ChunkedEncodingError on urllib3 2), does not.
                 safe = (not billing) or _never_sent(exc)
                 if not safe or attempt >= policy.attempts:
                     raise _connection_error(self.config.service, exc, billing) from None
@@ -232,7 +234,15 @@ class HttpClient:
                                                  else TRANSIENT_STATUSES)
                 if not retryable or attempt >= policy.attempts:
                     try:
-                        raise self.describe_error(resp)
+                        error = self.describe_error(resp)
+                        if billing and resp.status_code >= 500 and \
+                                resp.status_code not in NOT_ACCEPTED_STATUSES:
+                            # A gateway error after sending proves nothing either way.
+                            error = ServiceError(
+                                f"{error} The job may still have been accepted and billed: "
+                                f"check your {self.config.service} dashboard before trying "
+                                f"again.", code="ambiguous_submit")
+                        raise error
                     finally:
                         resp.close()
                 hint = server_retry_hint(resp)

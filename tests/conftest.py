@@ -116,6 +116,14 @@ def clear_scene() -> None:
         for item in list(coll):
             coll.remove(item)
     bpy.context.scene.cursor.location = (0.0, 0.0, 0.0)
+    form = getattr(bpy.context.scene, "recon3d", None)
+    if form is not None:                       # the sidebar form back to its defaults
+        for prop in form.bl_rna.properties:
+            if prop.identifier not in ("rna_type", "name", "options"):
+                form.property_unset(prop.identifier)
+        for prop in form.options.bl_rna.properties:
+            if prop.identifier not in ("rna_type", "name"):
+                form.options.property_unset(prop.identifier)
 
 
 @pytest.fixture(autouse=True)
@@ -169,8 +177,20 @@ def tmp_user_dir(tmp_path):
     return path
 
 
+_EXIT_STATUS = [0]
+
+
 def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS[0] = int(exitstatus)
     shutil.rmtree(SESSION_DIR, ignore_errors=True)
+
+
+def pytest_unconfigure(config):
+    """A bpy-module process can crash or hang at interpreter exit (daemon threads, Blender's
+    own teardown): once pytest has reported, leave with its exit status directly."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(_EXIT_STATUS[0])
 
 
 def write_png(path, rgba) -> str:

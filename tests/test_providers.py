@@ -223,3 +223,37 @@ def test_declarations_drive_the_ui(recon3d):
     assert len(pixal.options) == 17
     assert {o.name for o in pixal.options} >= {"ssGuidanceStrength", "decimationTarget",
                                                "resolution", "remesh"}
+
+
+def test_operator_sends_what_the_form_declares(api, recon3d, emulator, fixtures):
+    """The panel's form: options generated from the declaration; only changed ones are sent."""
+    props = recon3d.properties
+    form = bpy.context.scene.recon3d
+    serve(emulator, "scenario_pixal3d", [fixtures.glb("blob")])
+    form.image_path = fixtures.path("photo.png")
+    form.provider = "scenario_pixal3d"
+    form.prompt = "ignored: Pixal3D takes no prompt"
+    setattr(form.options, props.option_attr("scenario_pixal3d", "decimationTarget"), 50000)
+    setattr(form.options, props.option_attr("scenario_pixal3d", "remesh"), False)
+    assert form.chosen_options() == {"decimationTarget": 50000, "remesh": False}
+    assert bpy.ops.recon3d.submit() == {"FINISHED"}
+    job = api.jobs()[-1]
+    assert job.wait(30).state == "ready"
+    body = emulator.scenario.submits[-1].json
+    assert body["decimationTarget"] == 50000 and body["remesh"] is False
+    assert "prompt" not in body and "ssSamplingSteps" not in body
+
+    emulator.reset()
+    serve(emulator, "scenario_sam3d", [fixtures.glb("blob")])
+    form.provider = "scenario_sam3d"
+    form.prompt = "chair"
+    form.points = "40,30; 12, 8"
+    form.boxes = "(10,10,60,50)"
+    assert bpy.ops.recon3d.submit() == {"FINISHED"}
+    assert api.jobs()[-1].wait(30).state == "ready"
+    body = emulator.scenario.submits[-1].json
+    assert body["pointPrompts"] == [{"x": 40, "y": 30}, {"x": 12, "y": 8}]
+    assert body["boxPrompts"] == [{"x1": 10, "y1": 10, "x2": 60, "y2": 50}]
+    form.points = "40;30"
+    with pytest.raises(RuntimeError, match="must be written 'x,y'"):
+        bpy.ops.recon3d.submit()

@@ -90,13 +90,13 @@ class Emulator:
             self.expired.add(name)
         return f"{self.cdn.url}/files/{name}"
 
-    def fault(self, match, reply: Reply, times: int = 1) -> Fault:
+    def fault(self, match, reply: Reply, times: int = 1, after_service: bool = False) -> Fault:
         """Answer requests for which `match(req)` (or whose path contains `match`, a string)
         is true with `reply`, `times` times."""
         if isinstance(match, str):
             text = match
             match = lambda req, text=text: text in req.path     # noqa: E731
-        fault = Fault(match, reply, times)
+        fault = Fault(match, reply, times, after_service=after_service)
         with self.lock:
             self.faults.append(fault)
         return fault

@@ -88,6 +88,11 @@ class SegmindService:
         path = path.split("?", 1)[0]
         if req.method == "POST" and path == MODEL:
             return self._submit(req)
+        if req.method == "GET" and path.startswith("/files/"):
+            # A result link on Segmind's own host that redirects to the CDN on another host.
+            name = path[len("/files/"):]
+            return Reply(302, b"", headers={
+                "Location": f"http://localhost:{self.emu.cdn.port}/files/{name}"})
         if req.method == "GET" and path.startswith("/v2/requests/"):
             rest = path[len("/v2/requests/"):]
             if rest.endswith("/status"):
@@ -145,6 +150,9 @@ class SegmindService:
         output: object
         if mode == "url":
             output = self.emu.publish(data)
+        elif mode == "redirect":
+            name = self.emu.publish(data).rsplit("/", 1)[-1]
+            output = f"{self.emu.segmind_url}/files/{name}"
         elif mode == "zip_url":
             output = self.emu.publish(_zip(data), "application/zip", name=f"{job.id}.zip")
         elif mode == "base64":

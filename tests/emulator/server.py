@@ -54,6 +54,9 @@ class Fault:
     reply: Reply
     times: int = 1
     used: int = 0
+    #: let the service handle the request first (it is accepted), then answer with `reply`:
+    #: "the job was taken but the answer was lost"
+    after_service: bool = False
 
 
 class Server:
@@ -83,10 +86,14 @@ class Server:
                 with outer.lock:
                     outer.log.append(req)
                     reply = None
+                    late = None
                     for fault in outer.faults:
                         if fault.used < fault.times and fault.match(req):
                             fault.used += 1
-                            reply = fault.reply
+                            if fault.after_service:
+                                late = fault.reply
+                            else:
+                                reply = fault.reply
                             break
                 if reply is None:
                     try:
@@ -95,6 +102,8 @@ class Server:
                         import traceback
                         reply = Reply(500, {"error": f"emulator: {exc!r}",
                                             "trace": traceback.format_exc()})
+                    if late is not None:
+                        reply = late
                 self._send(reply)
 
             def _send(self, reply: Reply):
