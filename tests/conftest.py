@@ -136,9 +136,7 @@ def fresh(request, emulator):
     yield
 
 
-def run_blender(code: str, *, env: dict | None = None, timeout: float = 180) -> dict:
-    """Run `code` in a fresh headless Blender (bpy module) process; it must print one JSON
-    line prefixed RESULT: as its answer. The prelude gives it `install_from_zip` and ZIP."""
+def _child_code(code: str) -> str:
     prelude = textwrap.dedent(f"""
         import json, os, sys, importlib
         sys.path.insert(0, {str(TESTS)!r})
@@ -153,20 +151,38 @@ def run_blender(code: str, *, env: dict | None = None, timeout: float = 180) -> 
                                                           enable_on_install=True)
             assert res == {{"FINISHED"}}, res
             return importlib.import_module(f"bl_ext.{{module}}.recon3d")
+        def say(tag, obj):
+            print(tag + ":" + json.dumps(obj), flush=True)
         def answer(obj):
-            print("RESULT:" + json.dumps(obj), flush=True)
+            say("RESULT", obj)
             sys.stderr.flush()
             os._exit(0)
     """)
+    return prelude + textwrap.dedent(code)
+
+
+def start_blender(code: str, *, env: dict | None = None) -> subprocess.Popen:
+    """Start `code` in a fresh headless Blender (bpy module) process, stdout piped."""
     full_env = dict(os.environ)
     full_env.update(env or {})
-    proc = subprocess.run([sys.executable, "-c", prelude + textwrap.dedent(code)],
-                          capture_output=True, text=True, timeout=timeout, env=full_env)
-    for line in proc.stdout.splitlines():
+    return subprocess.Popen([sys.executable, "-c", _child_code(code)], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True, env=full_env)
+
+
+def run_blender(code: str, *, env: dict | None = None, timeout: float = 180) -> dict:
+    """Run `code` in a fresh headless Blender process; it must call answer(obj) (one JSON
+    line prefixed RESULT:). The prelude gives it `install_from_zip`, `ZIP` and `say`."""
+    proc = start_blender(code, env=env)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        out, err = proc.communicate()
+    for line in out.splitlines():
         if line.startswith("RESULT:"):
             return json.loads(line[len("RESULT:"):])
     raise AssertionError(f"child Blender gave no result (exit {proc.returncode}):\n"
-                         f"{proc.stdout[-3000:]}\n{proc.stderr[-3000:]}")
+                         f"{out[-3000:]}\n{err[-3000:]}")
 
 
 @pytest.fixture
