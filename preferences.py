@@ -38,7 +38,7 @@ class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
     segmind_url: StringProperty(name="Segmind URL", default="",
                                 description="Leave empty for https://api.segmind.com "
                                             "(RECON3D_SEGMIND_URL overrides)", update=_changed)
-    max_in_flight: IntProperty(name="Jobs at Once per Service", default=4, min=1, max=16,
+    max_in_flight: IntProperty(name="Jobs at Once per Service", default=4, min=1, max=32,
                                description="How many jobs run on one service at the same time; "
                                            "the rest wait in order", update=_changed)
 

@@ -25,8 +25,8 @@ ROOT = TESTS.parent
 sys.path.insert(0, str(TESTS))
 
 from emulator import TEST_KEYS, Emulator  # noqa: E402
+from rig import REPO_MODULE, install_from_zip  # noqa: E402
 
-REPO_MODULE = "recon3d_test"
 PKG = f"bl_ext.{REPO_MODULE}.recon3d"
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="recon3d-tests-"))
@@ -42,18 +42,6 @@ def zip_path() -> Path:
         pytest.exit("RECON3D_ZIP is not set to a built zip: run the tests with "
                     "`python3 tools/run_tests.py`", returncode=4)
     return Path(value)
-
-
-def install_from_zip(zip_file: Path, repo_dir: Path, module: str = REPO_MODULE):
-    """Preferences › Get Extensions › Install from Disk, into a fresh repository."""
-    repo_dir.mkdir(parents=True, exist_ok=True)
-    repos = bpy.context.preferences.extensions.repos
-    if not any(r.module == module for r in repos):
-        repos.new(name=module, module=module, custom_directory=str(repo_dir))
-    result = bpy.ops.extensions.package_install_files(filepath=str(zip_file), repo=module,
-                                                      enable_on_install=True)
-    assert result == {"FINISHED"}, result
-    return importlib.import_module(f"bl_ext.{module}.recon3d")
 
 
 @pytest.fixture(scope="session")
@@ -142,15 +130,7 @@ def _child_code(code: str) -> str:
         sys.path.insert(0, {str(TESTS)!r})
         import bpy
         ZIP = {str(zip_path())!r}
-        def install_from_zip(zip_file, repo_dir, module={REPO_MODULE!r}):
-            os.makedirs(repo_dir, exist_ok=True)
-            repos = bpy.context.preferences.extensions.repos
-            if not any(r.module == module for r in repos):
-                repos.new(name=module, module=module, custom_directory=str(repo_dir))
-            res = bpy.ops.extensions.package_install_files(filepath=str(zip_file), repo=module,
-                                                          enable_on_install=True)
-            assert res == {{"FINISHED"}}, res
-            return importlib.import_module(f"bl_ext.{{module}}.recon3d")
+        from rig import install_from_zip
         def say(tag, obj):
             print(tag + ":" + json.dumps(obj), flush=True)
         def answer(obj):

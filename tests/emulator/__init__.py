@@ -14,11 +14,12 @@ vendors' CDNs do. Every request is recorded; faults can be switched on per reque
 from __future__ import annotations
 
 import itertools
+import os
 import threading
 import time
 import uuid
 
-from .server import Fault, Recorded, Reply, Server
+from .server import Fault, FileBody, Recorded, Reply, Server
 from .runware import RunwareService
 from .scenario import ScenarioService
 from .segmind import SegmindService
@@ -75,6 +76,13 @@ class Emulator:
             self.expired.clear()
         for service in self.services.values():
             service.reset()
+
+    def publish_file(self, path: str, content_type: str = "model/gltf-binary") -> str:
+        """Put a (large) file on the CDN, streamed from disk; return its URL."""
+        name = f"{uuid.uuid4().hex[:8]}-{os.path.basename(path)}"
+        with self.lock:
+            self.files[name] = (FileBody(path), content_type)
+        return f"{self.cdn.url}/files/{name}"
 
     def publish(self, data: bytes, content_type: str = "model/gltf-binary",
                 name: str | None = None) -> str:
@@ -142,4 +150,4 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool
     return predicate()
 
 
-__all__ = ["Emulator", "Fault", "Recorded", "Reply", "TEST_KEYS", "wait_until"]
+__all__ = ["Emulator", "Fault", "FileBody", "Recorded", "Reply", "TEST_KEYS", "wait_until"]

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import random
 import threading
 import time
 import uuid
@@ -58,6 +59,7 @@ class SegmindService:
             self.credits = 1000.0
             self.cost = 0.35
             self.expire_after: float | None = None
+            self.duration_jitter = 0.0     # each job takes duration ± this (uniform)
             self.max_running = 0
 
     # -- helpers --------------------------------------------------------------------------------
@@ -108,8 +110,10 @@ class SegmindService:
         if seed is not None and not (isinstance(seed, int) and 0 <= seed <= 1_000_000):
             return Reply(400, {"error": "seed must be between 0 and 1000000"})
         with self.lock:
+            duration = self.duration + random.uniform(-self.duration_jitter,
+                                                      self.duration_jitter)
             job = SegmindJob(id=str(uuid.uuid4()), payload=body, created=time.time(),
-                             duration=self.duration, fail_reason=self.fail_reason,
+                             duration=duration, fail_reason=self.fail_reason,
                              output_mode=self.output_mode, result=self.result)
             self.jobs[job.id] = job
             self.submits.append(req)

@@ -5,6 +5,7 @@ redirects to another host). The services' protocols live in the sibling modules.
 from __future__ import annotations
 
 import json
+import os
 import threading
 import time
 from dataclasses import dataclass, field
@@ -40,11 +41,33 @@ class Reply:
     delay: float = 0.0
 
     def encoded(self) -> tuple[bytes, str]:
+        if isinstance(self.body, FileBody):
+            return self.body, self.content_type or "application/octet-stream"
         if isinstance(self.body, (dict, list)):
             return json.dumps(self.body).encode(), self.content_type or "application/json"
         if isinstance(self.body, str):
             return self.body.encode(), self.content_type or "text/plain; charset=utf-8"
         return self.body, self.content_type or "application/octet-stream"
+
+
+class FileBody:
+    """A reply body streamed from a file (large results) instead of held in memory."""
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def __len__(self) -> int:
+        return os.path.getsize(self.path)
+
+    def write_to(self, out, limit: int | None = None) -> None:
+        left = len(self) if limit is None else limit
+        with open(self.path, "rb") as fh:
+            while left > 0:
+                chunk = fh.read(min(1 << 20, left))
+                if not chunk:
+                    break
+                out.write(chunk)
+                left -= len(chunk)
 
 
 @dataclass
@@ -120,12 +143,19 @@ class Server:
                 self.end_headers()
                 if self.command == "HEAD":
                     return
-                if reply.cut_after is not None:
-                    self.wfile.write(data[:reply.cut_after])
+                try:
+                    if isinstance(data, FileBody):
+                        data.write_to(self.wfile, reply.cut_after)
+                    elif reply.cut_after is not None:
+                        self.wfile.write(data[:reply.cut_after])
+                    else:
+                        self.wfile.write(data)
                     self.wfile.flush()
+                except (BrokenPipeError, ConnectionResetError):
                     self.close_connection = True
                     return
-                self.wfile.write(data)
+                if reply.cut_after is not None:
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
 
