@@ -68,8 +68,13 @@ def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, po
 
 
 def import_job(job: Job, *, placement: str = "cursor", target_size: float | None = None,
-               collection=None) -> list:
-    """Import a finished job into the current scene; returns the new objects."""
+               collection=None, match_camera: bool = False) -> list:
+    """Import a finished job into the current scene; returns the new objects.
+
+    placement: "cursor" (bottom-centre of the whole job on the 3D cursor), "origin", or
+    "original" (as returned: camera space of the photo). target_size: fit the largest side to
+    this length in scene units. match_camera: also add a camera at the origin looking along +Y
+    with the photo as its background, so "original" results line up with the photo."""
     job = _job(job)
     if job.state == "failed":
         raise Recon3DError(job.error or "The job failed.", code=job.error_code or "failed")
@@ -83,15 +88,19 @@ def import_job(job: Job, *, placement: str = "cursor", target_size: float | None
         raise Recon3DError("The job's result files are gone from Recon3D's data folder; "
                            "generate again.", code="result")
     name = f"Recon3D {job.id}"
+    variations = provider_class(job.provider).results_are_variations and len(job.files) > 1
     objects = importer.import_files(job.files, name=name, placement=placement,
-                                    target_size=target_size, collection=collection)
+                                    target_size=target_size, collection=collection,
+                                    layout="side_by_side" if variations else "together",
+                                    photo=(job.inputs or {}).get("image_path"),
+                                    match_camera=match_camera)
     runtime.engine().mark_imported(job, [o.name for o in objects])
     return objects
 
 
 def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cursor",
-                target_size: float | None = None, collection=None, timeout: float | None = None,
-                **submit_kw) -> list:
+                target_size: float | None = None, collection=None, match_camera: bool = False,
+                timeout: float | None = None, **submit_kw) -> list:
     """submit + wait + import, for scripts and batch work. Raises Recon3DError on failure."""
     job = submit(image, provider, **submit_kw)
     job.wait(timeout)
@@ -104,7 +113,7 @@ def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cur
                            f"running: import it later with api.import_job(api.get_job("
                            f"'{job.id}')).", code="timeout")
     return import_job(job, placement=placement, target_size=target_size,
-                      collection=collection)
+                      collection=collection, match_camera=match_camera)
 
 
 def jobs() -> list[Job]:

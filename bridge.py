@@ -54,7 +54,8 @@ def _auto_import(job) -> None:
         return
     try:
         api.import_job(job, placement=origin.get("placement", "cursor"),
-                       target_size=origin.get("target_size"))
+                       target_size=origin.get("target_size"),
+                       match_camera=bool(origin.get("match_camera")))
     except api.Recon3DError as exc:
         runtime.engine().note_import_error(job, str(exc))
         return

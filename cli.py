@@ -59,6 +59,8 @@ def _parser() -> argparse.ArgumentParser:
 def _placement_args(p) -> None:
     p.add_argument("--placement", default="cursor", choices=("cursor", "origin", "original"))
     p.add_argument("--size", type=float, help="fit the largest side to this length")
+    p.add_argument("--match-camera", action="store_true",
+                   help="add a camera matching the photo (use with --placement original)")
     p.add_argument("--output", help="save the .blend here afterwards")
 
 
@@ -74,7 +76,7 @@ def main(argv: list[str]) -> int:
                                       seed=args.seed, points=args.point or None,
                                       boxes=args.box or None, mask=args.mask,
                                       placement=args.placement, target_size=args.size,
-                                      timeout=args.timeout)
+                                      match_camera=args.match_camera, timeout=args.timeout)
             print(f"recon3d: imported {len(objects)} object(s): "
                   + ", ".join(o.name for o in objects))
             _save(args.output)
@@ -84,7 +86,8 @@ def main(argv: list[str]) -> int:
                 print(f"{job.id}  {job.provider:18} {job.state:11} {job.progress:4.0%}{extra}")
         elif args.command == "import":
             job = api.get_job(args.job_id).wait()
-            objects = api.import_job(job, placement=args.placement, target_size=args.size)
+            objects = api.import_job(job, placement=args.placement, target_size=args.size,
+                                     match_camera=args.match_camera)
             print(f"recon3d: imported {len(objects)} object(s)")
             _save(args.output)
         elif args.command == "cancel":

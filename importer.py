@@ -18,6 +18,7 @@ it was.
 from __future__ import annotations
 
 import json
+import math
 import os
 import struct
 
@@ -91,8 +92,11 @@ def _rollback(before: dict[str, set]) -> None:
 def _gltf_import(path: str) -> None:
     op = bpy.ops.import_scene.gltf
     accepted = {p.identifier for p in op.get_rna_type().properties}
+    # Images packed so the .blend travels; no collection of the importer's own (5.0 makes one
+    # per glTF scene by default): the job gets its own collection.
     wanted = {"filepath": path, "merge_vertices": False, "import_shading": "NORMALS",
-              "guess_original_bind_pose": True, "import_pack_images": True}
+              "guess_original_bind_pose": True, "import_pack_images": True,
+              "import_scene_as_collection": False, "import_select_created_objects": False}
     args = {k: v for k, v in wanted.items() if k in accepted}
     try:
         result = op(**args)
@@ -123,17 +127,46 @@ def _world_matrices(objects) -> dict:
     return cache
 
 
+def _axis_aligned(world: Matrix, eps: float = 1e-7) -> bool:
+    """True when the world matrix maps the local axes onto world axes (any scale): then the
+    local bounding box, transformed, is exactly the world one."""
+    for col in range(3):
+        column = Vector((world[0][col], world[1][col], world[2][col]))
+        length = column.length
+        if length == 0:
+            return False
+        big = sum(1 for value in column if abs(value) / length > 1 - eps)
+        if big != 1:
+            return False
+    return True
+
+
 def _mesh_world_bounds(obj, world: Matrix) -> tuple[np.ndarray, np.ndarray] | None:
+    """Tight world bounds of a mesh object. Axis-aligned: the local box Blender keeps (C
+    speed). Rotated: numpy over the position attribute, one projection per world axis."""
     mesh = obj.data
     count = len(mesh.vertices)
     if count == 0:
         return None
-    co = np.empty(count * 3, dtype=np.float32)
-    mesh.vertices.foreach_get("co", co)
-    co = co.reshape(-1, 3).astype(np.float64)
     mat = np.array(world, dtype=np.float64)
-    pts = co @ mat[:3, :3].T + mat[:3, 3]
-    return pts.min(axis=0), pts.max(axis=0)
+    if _axis_aligned(world):
+        corners = np.array([tuple(c) for c in obj.bound_box], dtype=np.float64)
+        pts = corners @ mat[:3, :3].T + mat[:3, 3]
+        return pts.min(axis=0), pts.max(axis=0)
+    co = np.empty(count * 3, dtype=np.float32)
+    positions = mesh.attributes.get("position")
+    if positions is not None and positions.data_type == "FLOAT_VECTOR":
+        positions.data.foreach_get("vector", co)
+    else:
+        mesh.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    low, high = np.empty(3), np.empty(3)
+    for axis in range(3):
+        # One contiguous projection per axis: much faster than reducing an (N, 3) array.
+        projected = co @ mat[axis, :3].astype(np.float32)
+        low[axis] = float(projected.min()) + mat[axis, 3]
+        high[axis] = float(projected.max()) + mat[axis, 3]
+    return low, high
 
 
 def combined_bounds(objects, worlds) -> tuple[Vector, Vector]:
@@ -198,8 +231,9 @@ def _bake(objects, worlds, placement: Matrix, keep_parent) -> None:
                     break
             else:
                 groups.append((residual, [obj]))
-        for index, (residual, members) in enumerate(groups):
-            data = mesh if index == 0 else mesh.copy()
+        # Copies first, from the untouched mesh; then each copy gets its own transform.
+        datas = [mesh] + [mesh.copy() for _ in groups[1:]]
+        for data, (residual, members) in zip(datas, groups):
             if not _is_identity(residual):
                 data.transform(residual)
                 data.update()
@@ -292,16 +326,51 @@ def _colour_meshes(objects, job_name: str) -> None:
         mesh.materials.append(mat)
 
 
+# -- camera -------------------------------------------------------------------------------------
+def match_photo_camera(photo_path: str, name: str, collection, scene) -> bpy.types.Object:
+    """A camera at the origin looking along +Y, the photo as its background and the scene's
+    output shaped like the photo, so results placed 'original' line up with the photo."""
+    image = bpy.data.images.load(photo_path, check_existing=True)
+    width, height = image.size
+    data = bpy.data.cameras.new(f"{name} Camera")
+    data.sensor_fit = "AUTO"
+    data.show_background_images = True
+    background = data.background_images.new()
+    background.image = image
+    background.alpha = 1.0
+    camera = bpy.data.objects.new(f"{name} Camera", data)
+    camera.rotation_euler = (math.pi / 2, 0.0, 0.0)     # Blender cameras look down local -Z
+    collection.objects.link(camera)
+    if width and height:
+        render = scene.render
+        render.resolution_y = max(1, round(render.resolution_x * height / width))
+    if scene.camera is None:
+        scene.camera = camera
+    return camera
+
+
 # -- entry point ------------------------------------------------------------------------------------
+LAYOUTS = ("together", "side_by_side")
+SIDE_BY_SIDE_GAP = 0.25     # of the widest variation
+
+
 def import_files(files, *, name: str, placement: str = "cursor",
-                 target_size: float | None = None, collection=None,
+                 target_size: float | None = None, collection=None, layout: str = "together",
+                 photo: str | None = None, match_camera: bool = False,
                  context=None) -> list[bpy.types.Object]:
-    """Import result GLBs as one group; return the new objects. All or nothing."""
+    """Import result GLBs; return the new objects. All or nothing.
+
+    layout "together": every file is part of one scene (several objects of one photo): they
+    keep their relative layout and are placed as one group. "side_by_side": every file is a
+    variation of the same object: each is placed on its own, left to right along X."""
     context = context or bpy.context
     scene = context.scene
     if placement not in PLACEMENTS:
         raise Recon3DError(f"Unknown placement '{placement}'; use one of "
                            f"{', '.join(PLACEMENTS)}.", code="input")
+    if layout not in LAYOUTS:
+        raise Recon3DError(f"Unknown layout '{layout}'; use one of {', '.join(LAYOUTS)}.",
+                           code="input")
     if target_size is not None and not target_size > 0:
         raise Recon3DError("The target size must be greater than zero.", code="input")
     if not files:
@@ -311,27 +380,21 @@ def import_files(files, *, name: str, placement: str = "cursor",
 
     before = _snapshot()
     try:
-        new_objects = []
+        groups = []
         for path in files:
             seen = set(bpy.data.objects)
             _gltf_import(path)
-            new_objects.extend(o for o in bpy.data.objects if o not in seen)
+            groups.append([o for o in bpy.data.objects if o not in seen])
+        if layout == "together":
+            groups = [[o for group in groups for o in group]]
+        new_objects = [o for group in groups for o in group]
         if not any(o.type == "MESH" for o in new_objects):
             raise ResultError("The result holds no mesh: the service found nothing to model. "
                               "Try another prompt, mask or photo.")
 
-        worlds = _world_matrices(new_objects)
-        wrappers = [o for o in new_objects if o.type == "EMPTY"]
-        kept = [o for o in new_objects if o.type != "EMPTY"]
-        kept_set = set(kept)
-        keep_parent = {o: _kept_parent(o, kept_set) for o in kept}
-
-        low, high = combined_bounds(kept, worlds)
         target = scene.cursor.location.copy() if placement == "cursor" else Vector()
-        place = placement_matrix(low, high, placement, target, target_size)
-        _bake(kept, worlds, place, keep_parent)
-        for empty in wrappers:
-            bpy.data.objects.remove(empty)
+        kept = place_and_bake(groups, placement=placement, target=target,
+                              target_size=target_size)
 
         if collection is None:
             collection = bpy.data.collections.new(name)
@@ -340,7 +403,10 @@ def import_files(files, *, name: str, placement: str = "cursor",
             for owner in list(obj.users_collection):
                 owner.objects.unlink(obj)
             collection.objects.link(obj)
+        _drop_empty_new_collections(before, keep=collection)
         _colour_meshes(kept, name)
+        if match_camera and photo:
+            match_photo_camera(photo, name, collection, scene)
         context.view_layer.update()
         return kept
     except Recon3DError:
@@ -350,3 +416,53 @@ def import_files(files, *, name: str, placement: str = "cursor",
         _rollback(before)
         raise ResultError(f"Importing the result failed ({type(exc).__name__}: {exc}). "
                           f"Nothing was imported.") from exc
+
+
+def place_and_bake(groups, *, placement: str, target: Vector,
+                   target_size: float | None = None) -> list[bpy.types.Object]:
+    """Place groups of objects (each group moves as one) and bake their scale into the mesh
+    data; wrapper Empties are removed, other parenting kept. Returns the objects kept."""
+    new_objects = [o for group in groups for o in group]
+    worlds = _world_matrices(new_objects)
+    kept = [o for o in new_objects if o.type != "EMPTY"]
+    kept_set = set(kept)
+    keep_parent = {o: _kept_parent(o, kept_set) for o in kept}
+    placed = []
+    for group in groups:
+        members = [o for o in group if o in kept_set]
+        if any(o.type == "MESH" for o in members):
+            low, high = combined_bounds(members, worlds)
+            placed.append((members, low, high))
+    offsets = _side_by_side(placed, target_size) if len(placed) > 1 else [Vector()] * len(placed)
+    for (members, low, high), offset in zip(placed, offsets):
+        place = placement_matrix(low, high, placement, target + offset, target_size)
+        if placement == "original" and offset.length:
+            place = Matrix.Translation(offset) @ place
+        _bake(members, worlds, place, keep_parent)
+    for empty in (o for o in new_objects if o.type == "EMPTY"):
+        bpy.data.objects.remove(empty)
+    return kept
+
+
+def _side_by_side(placed, target_size) -> list[Vector]:
+    """X offsets that put variations next to each other, centred on the target."""
+    widths = []
+    for _members, low, high in placed:
+        width = high.x - low.x
+        if target_size:
+            largest = max(high - low)
+            width *= target_size / largest if largest > 0 else 1.0
+        widths.append(width)
+    gap = SIDE_BY_SIDE_GAP * max(widths)
+    total = sum(widths) + gap * (len(widths) - 1)
+    offsets, x = [], -total / 2
+    for width in widths:
+        offsets.append(Vector((x + width / 2, 0.0, 0.0)))
+        x += width + gap
+    return offsets
+
+
+def _drop_empty_new_collections(before, keep) -> None:
+    for coll in [c for c in bpy.data.collections if c not in before["collections"]]:
+        if coll is not keep and not coll.objects and not coll.children:
+            bpy.data.collections.remove(coll)

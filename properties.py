@@ -66,6 +66,10 @@ class RECON3D_Form(bpy.types.PropertyGroup):
                                               "length")
     target_size: FloatProperty(name="Size", default=1.0, min=0.001, soft_max=100.0,
                                subtype="DISTANCE", unit="LENGTH")
+    match_camera: BoolProperty(name="Match Photo Camera", default=False,
+                               description="Add a camera at the origin looking along +Y with "
+                                           "the photo as its background (pairs with 'As "
+                                           "Returned' placement)")
     options: PointerProperty(type=RECON3D_Options)
 
     def provider_class(self):

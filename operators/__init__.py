@@ -23,7 +23,8 @@ class RECON3D_OT_submit(bpy.types.Operator):
         form = context.scene.recon3d
         origin = {"auto_import": True, "blend": bpy.data.filepath, "scene": context.scene.name,
                   "placement": form.placement,
-                  "target_size": form.target_size if form.use_target_size else None}
+                  "target_size": form.target_size if form.use_target_size else None,
+                  "match_camera": form.match_camera}
         caps = form.provider_class().capabilities
         try:
             job = api.submit(form.image_path, form.provider,
@@ -69,7 +70,8 @@ class RECON3D_OT_import_job(bpy.types.Operator):
         form = context.scene.recon3d
         try:
             api.import_job(api.get_job(self.job_id), placement=form.placement,
-                           target_size=form.target_size if form.use_target_size else None)
+                           target_size=form.target_size if form.use_target_size else None,
+                           match_camera=form.match_camera)
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -47,6 +47,7 @@ class RECON3D_PT_generate(bpy.types.Panel):
         sub = row.row(align=True)
         sub.active = form.use_target_size
         sub.prop(form, "target_size", text="")
+        layout.prop(form, "match_camera")
         if not bpy.app.online_access:
             layout.label(text="Online access is off (Preferences › System)", icon="ERROR")
         if cls.options:

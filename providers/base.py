@@ -111,6 +111,9 @@ class Provider:
     options: tuple[OptionSpec, ...] = ()
     #: a submit with the same idempotency token is safe to send again (Runware's taskUUID)
     idempotent_submit: bool = False
+    #: several result files are variations of one object (laid side by side), not several
+    #: objects of one scene (kept in their layout)
+    results_are_variations: bool = False
     #: uploads are downscaled/re-encoded to fit these (points, boxes, masks follow)
     max_upload_side: int = 4096
     max_upload_bytes: int = 15_000_000

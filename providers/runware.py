@@ -36,6 +36,7 @@ class RunwareSam3D(Provider):
     options = (OptionSpec("numberResults", int, 1, 1, 4, "Variations",
                           "How many variations to make (each is billed)"),)
     idempotent_submit = True
+    results_are_variations = True      # numberResults > 1: variations of the same object
 
     def _auth(self) -> dict:
         return {"Authorization": f"Bearer {self.settings.credentials.get('runware_api_key', '')}"}

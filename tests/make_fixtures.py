@@ -82,8 +82,9 @@ def main(out_dir: str) -> int:
                 "parent": obj.parent.name if obj.parent else None,
                 "rotation": list(deps.matrix_world.to_quaternion()),
             }
-        meta["low"] = np.min(lows, 0).tolist()
-        meta["high"] = np.max(highs, 0).tolist()
+        if lows:
+            meta["low"] = np.min(lows, 0).tolist()
+            meta["high"] = np.max(highs, 0).tolist()
         meta.update(extra or {})
         with open(os.path.join(out_dir, name + ".json"), "w") as fh:
             json.dump(meta, fh, indent=1)
@@ -123,6 +124,98 @@ def main(out_dir: str) -> int:
     obj = bpy.data.objects.new("blob", mesh)
     scene.collection.objects.link(obj)
     export("blob")
+
+    # 3. A hierarchy with rotations: a non-uniformly scaled, rotated parent; a rotated,
+    #    scaled child; and a grandchild under an Empty in the middle (collapsed on import).
+    reset()
+    scene = bpy.context.scene
+    parent = bpy.data.objects.new("parent", lumpy_mesh("parent", (0.6, 0.4, 0.3), seed=3))
+    scene.collection.objects.link(parent)
+    parent.location = (0.5, 1.0, -0.3)
+    parent.rotation_euler = Euler((math.radians(20), math.radians(10), math.radians(35)))
+    parent.scale = (1.5, 1.0, 0.6)
+    child = bpy.data.objects.new("child", lumpy_mesh("child", (0.2, 0.3, 0.2), seed=4))
+    scene.collection.objects.link(child)
+    child.parent = parent
+    child.location = (0.6, 0.0, 0.2)
+    child.rotation_euler = Euler((0.0, math.radians(30), math.radians(45)))
+    child.scale = (0.8, 0.8, 0.8)
+    pivot = bpy.data.objects.new("pivot", None)
+    scene.collection.objects.link(pivot)
+    pivot.parent = parent
+    pivot.location = (-0.5, 0.2, 0.0)
+    pivot.rotation_euler = Euler((math.radians(-15), 0.0, 0.0))
+    grandchild = bpy.data.objects.new("grandchild", lumpy_mesh("gc", (0.15, 0.15, 0.4), seed=5))
+    scene.collection.objects.link(grandchild)
+    grandchild.parent = pivot
+    grandchild.location = (0.0, 0.0, 0.3)
+    grandchild.scale = (1.2, 0.7, 1.0)
+    export("hierarchy", {"expected_parents": {"parent": None, "child": "parent",
+                                              "grandchild": "parent"}})
+
+    # 4. Three objects sharing one mesh: two with the same scale (one mesh transform serves
+    #    both), one with another scale (it needs its own copy).
+    reset()
+    scene = bpy.context.scene
+    shared = lumpy_mesh("shared", (0.3, 0.3, 0.3), seed=6)
+    for name, loc, rot, scale in (("twin_a", (0, 0, 0), 0, 2.0),
+                                  ("twin_b", (1.5, 0, 0.2), 90, 2.0),
+                                  ("small", (-1.0, 0.5, 0), 30, 0.5)):
+        obj = bpy.data.objects.new(name, shared)
+        scene.collection.objects.link(obj)
+        obj.location = loc
+        obj.rotation_euler = Euler((0, 0, math.radians(rot)))
+        obj.scale = (scale, scale, scale)
+    export("shared_mesh")
+
+    # 5. A textured PBR mesh (as Pixal3D returns): UVs, base-colour image, no vertex colours.
+    reset()
+    scene = bpy.context.scene
+    mesh = lumpy_mesh("textured", (0.5, 0.5, 0.7), seed=7, colours=False)
+    uv = mesh.uv_layers.new(name="UVMap")
+    coords = np.empty(len(mesh.loops) * 2, dtype=np.float32)
+    co = np.empty(len(mesh.vertices) * 3, dtype=np.float32)
+    mesh.vertices.foreach_get("co", co)
+    co = co.reshape(-1, 3)
+    loops = np.empty(len(mesh.loops), dtype=np.int32)
+    mesh.loops.foreach_get("vertex_index", loops)
+    coords[0::2] = (co[loops, 0] + 0.5) % 1.0
+    coords[1::2] = (co[loops, 2] + 0.5) % 1.0
+    uv.data.foreach_set("uv", coords)
+    tex = bpy.data.images.new("albedo", 64, 64)
+    pix = np.zeros((64, 64, 4), dtype=np.float32)
+    pix[..., 0] = np.linspace(0.2, 1, 64)[None, :]
+    pix[..., 2] = np.linspace(1, 0.2, 64)[:, None]
+    pix[..., 3] = 1
+    tex.pixels.foreach_set(pix.ravel())
+    tex.filepath_raw = os.path.join(out_dir, "albedo.png")
+    tex.file_format = "PNG"
+    tex.save()
+    mat = bpy.data.materials.new("pbr")
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+    node.image = tex
+    mat.node_tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
+    bsdf.inputs["Roughness"].default_value = 0.6
+    mesh.materials.append(mat)
+    obj = bpy.data.objects.new("textured", mesh)
+    scene.collection.objects.link(obj)
+    obj.location = (0.2, 0.0, 0.4)
+    obj.rotation_euler = Euler((0.1, 0.2, 0.3))
+    export("textured")
+
+    # 6. Several objects of one photo in one file, and 7. a file with no mesh at all.
+    reset()
+    scene = bpy.context.scene
+    for name, loc, seed in (("cup", (0.3, 2.0, -0.5), 8), ("saucer", (-0.4, 2.2, -0.6), 9)):
+        obj = bpy.data.objects.new(name, lumpy_mesh(name, (0.2, 0.2, 0.15), seed=seed))
+        scene.collection.objects.link(obj)
+        obj.location = loc
+    export("pair")
+    reset()
+    bpy.context.scene.collection.objects.link(bpy.data.objects.new("lonely", None))
+    export("no_mesh")
     return 0
 
 
