@@ -76,10 +76,7 @@ def import_job(job: Job, *, placement: str = "cursor", target_size: float | None
     this length in scene units. match_camera: also add a camera at the origin looking along +Y
     with the photo as its background, so "original" results line up with the photo."""
     job = _job(job)
-    if job.state == "failed":
-        raise Recon3DError(job.error or "The job failed.", code=job.error_code or "failed")
-    if job.state == "canceled":
-        raise Canceled("The job was canceled; there is nothing to import.")
+    _raise_if_unsuccessful(job)
     if job.state not in ("ready", "imported"):
         raise Recon3DError(f"The job is still {job.state}; wait for it to finish "
                            f"(job.wait()) before importing.", code="not_ready")
@@ -104,10 +101,7 @@ def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cur
     """submit + wait + import, for scripts and batch work. Raises Recon3DError on failure."""
     job = submit(image, provider, **submit_kw)
     job.wait(timeout)
-    if job.state == "failed":
-        raise Recon3DError(job.error or "The job failed.", code=job.error_code or "failed")
-    if job.state == "canceled":
-        raise Canceled("The job was canceled.")
+    _raise_if_unsuccessful(job)
     if job.state not in ("ready", "imported"):
         raise Recon3DError(f"The job {job.id} did not finish within {timeout:g} s; it keeps "
                            f"running: import it later with api.import_job(api.get_job("
@@ -129,6 +123,13 @@ def get_job(job_id: str) -> Job:
 
 def cancel(job) -> None:
     runtime.engine().cancel(_job(job))
+
+
+def _raise_if_unsuccessful(job: Job) -> None:
+    if job.state == "failed":
+        raise Recon3DError(job.error or "The job failed.", code=job.error_code or "failed")
+    if job.state == "canceled":
+        raise Canceled("The job was canceled; there is nothing to import.")
 
 
 def _job(job) -> Job:

@@ -3,8 +3,9 @@
 code as `cli.main(argv)`.
 
     recon3d generate PHOTO [--provider ID] [--prompt TEXT] [--seed N] [--point X,Y]…
-                           [--box X1,Y1,X2,Y2]… [--mask FILE] [--placement cursor|origin|original]
-                           [--size METRES] [--timeout S] [--output FILE.blend]
+                           [--box X1,Y1,X2,Y2]… [--mask FILE] [--option NAME=VALUE]…
+                           [--placement cursor|origin|original] [--size LENGTH]
+                           [--match-camera] [--timeout S] [--output FILE.blend]
     recon3d jobs
     recon3d import JOB_ID [--placement …] [--size …] [--output FILE.blend]
     recon3d cancel JOB_ID
@@ -29,6 +30,21 @@ def _numbers(count: int):
     return parse
 
 
+def _option(text: str):
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE")
+    low = value.strip().lower()
+    if low in ("true", "false"):
+        return name.strip(), low == "true"
+    try:
+        number = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"option {name}: '{value}' is not a number, true or "
+                                         f"false") from None
+    return name.strip(), int(number) if number.is_integer() and "." not in value else number
+
+
 def _parser() -> argparse.ArgumentParser:
     from .providers import REGISTRY
     parser = argparse.ArgumentParser(prog="recon3d", description="Turn a photo into a 3D model.")
@@ -44,6 +60,8 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--box", action="append", type=_numbers(4), default=[],
                      metavar="X1,Y1,X2,Y2")
     gen.add_argument("--mask")
+    gen.add_argument("--option", action="append", type=_option, default=[],
+                     metavar="NAME=VALUE", help="a provider option, e.g. decimationTarget=50000")
     gen.add_argument("--timeout", type=float)
     _placement_args(gen)
 
@@ -75,6 +93,7 @@ def main(argv: list[str]) -> int:
             objects = api.reconstruct(args.image, provider=args.provider, prompt=args.prompt,
                                       seed=args.seed, points=args.point or None,
                                       boxes=args.box or None, mask=args.mask,
+                                      options=dict(args.option),
                                       placement=args.placement, target_size=args.size,
                                       match_camera=args.match_camera, timeout=args.timeout)
             print(f"recon3d: imported {len(objects)} object(s): "

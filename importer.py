@@ -295,7 +295,8 @@ def _kept_parent(obj, kept: set):
 # -- materials --------------------------------------------------------------------------------------
 def _vertex_colour_material(name: str, attribute: str) -> bpy.types.Material:
     mat = bpy.data.materials.new(name)
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0):               # always on (and deprecated) from 5.0
+        mat.use_nodes = True
     nodes, links = mat.node_tree.nodes, mat.node_tree.links
     bsdf = next((n for n in nodes if n.type == "BSDF_PRINCIPLED"), None)
     if bsdf is None:

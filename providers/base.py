@@ -215,6 +215,22 @@ class Provider:
         """Fetch the result files into `job_dir`; return their paths (complete files only)."""
         raise NotImplementedError
 
+    def download_each(self, job_dir: str, refs, url_for: Callable[[Any], str],
+                      refresh: bool = False) -> list[str]:
+        """Download one result file per ref as result-<i>.glb, skipping files already on
+        disk (a resumed job never downloads twice). With `refresh`, an expired URL (CDN
+        403/404) is asked for again through `url_for`."""
+        import os
+        files = []
+        for index, ref in enumerate(refs):
+            dest = os.path.join(job_dir, f"result-{index}.glb")
+            if not os.path.isfile(dest):
+                self.http.download(url_for(ref), dest, max_bytes=MAX_RESULT_BYTES,
+                                   check=lambda head: check_model_bytes(head, self.service),
+                                   on_expired=(lambda r=ref: url_for(r)) if refresh else None)
+            files.append(dest)
+        return files
+
     def cancel(self, remote_id: str, state: dict) -> None:
         """Ask the service to stop, best effort. Local polling stops regardless."""
 

@@ -14,8 +14,7 @@ import uuid
 import requests
 
 from ..errors import AuthError, ServiceError
-from .base import (MAX_RESULT_BYTES, Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus,
-                   Provider, check_model_bytes)
+from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
 from .http import describe_status, json_body
 
 MODEL = "meta:sam@3d"
@@ -99,14 +98,7 @@ class RunwareSam3D(Provider):
         return PollStatus("running")
 
     def download(self, remote_id, status, state, job_dir) -> list[str]:
-        files = []
-        for index, url in enumerate(status.detail.get("urls") or []):
-            dest = os.path.join(job_dir, f"result-{index}.glb")
-            if not os.path.isfile(dest):
-                self.http.download(url, dest, max_bytes=MAX_RESULT_BYTES,
-                                   check=lambda head: check_model_bytes(head, self.service))
-            files.append(dest)
-        return files
+        return self.download_each(job_dir, status.detail.get("urls") or [], lambda url: url)
 
     def _task_error(self, errors) -> Exception:
         first = errors[0] if isinstance(errors, list) and errors else {}

@@ -14,8 +14,7 @@ import os
 import requests
 
 from ..errors import AuthError, ServiceError
-from .base import (MAX_RESULT_BYTES, Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus,
-                   Provider, check_model_bytes)
+from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
 from .http import describe_status, json_body, reason_from_body
 
 RUNNING = {"pending", "queued", "warming-up", "in-progress", "finalizing", "processing"}
@@ -116,16 +115,9 @@ class ScenarioProvider(Provider):
         return url
 
     def download(self, remote_id, status, state, job_dir) -> list[str]:
-        files = []
-        for index, asset_id in enumerate(status.detail.get("assetIds") or []):
-            dest = os.path.join(job_dir, f"result-{index}.glb")
-            if not os.path.isfile(dest):
-                # Signed URLs expire: ask right before downloading, and again on 403/404.
-                self.http.download(self.asset_url(asset_id), dest, max_bytes=MAX_RESULT_BYTES,
-                                   check=lambda head: check_model_bytes(head, self.service),
-                                   on_expired=lambda a=asset_id: self.asset_url(a))
-            files.append(dest)
-        return files
+        # Signed URLs expire: ask right before each download, and again on 403/404.
+        return self.download_each(job_dir, status.detail.get("assetIds") or [],
+                                  self.asset_url, refresh=True)
 
     def cancel(self, remote_id, state) -> None:
         try:

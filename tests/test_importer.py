@@ -227,7 +227,8 @@ def test_vertex_coloured_result_renders_coloured_in_cycles(recon3d, fixtures, tm
     scene.collection.objects.link(sun)
     if scene.world is None:
         scene.world = bpy.data.worlds.new("world")
-    scene.world.use_nodes = True
+    if bpy.app.version < (5, 0):              # always on (and deprecated) from 5.0
+        scene.world.use_nodes = True
     scene.world.node_tree.nodes["Background"].inputs["Strength"].default_value = 0.0
     scene.render.engine = "CYCLES"
     scene.cycles.device = "CPU"

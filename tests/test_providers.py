@@ -192,6 +192,40 @@ def test_downscaled_photo_keeps_points_and_mask_on_the_same_pixels(api, emulator
     assert sent_mask[:height // 2, :width // 2, 0].max() < 0.1
 
 
+def test_scenario_upload_stays_under_6_mb_for_a_noisy_photo(api, emulator, fixtures):
+    """Noise does not compress: the PNG is far over the limit, so it is re-encoded/downscaled."""
+    rng = np.random.default_rng(5)
+    noisy = rng.random((2200, 2600, 4), dtype=np.float32)
+    noisy[..., 3] = 1.0
+    path = write_png(fixtures.dir / "noisy.png", noisy)
+    import os
+    assert os.path.getsize(path) > 6 * 1024 * 1024
+    serve(emulator, "scenario_sam3d", [fixtures.glb("blob")])
+    api.reconstruct(path, provider="scenario_sam3d", points=[(2590, 2190)])
+    upload = emulator.scenario.uploads[0]
+    assert len(upload.body) < 6 * 1024 * 1024
+    body = emulator.scenario.submits[0].json
+    data = emulator.scenario.assets[body["image"]]["data"]
+    width, height = _png_or_jpeg_size(data)
+    point = body["pointPrompts"][0]
+    assert 0 <= point["x"] < width and 0 <= point["y"] < height
+    assert abs(point["x"] - 2590 * width / 2600) <= 1 and abs(point["y"] - 2190 * height / 2200) <= 1
+
+
+def _png_or_jpeg_size(data: bytes) -> tuple[int, int]:
+    import struct
+    if data.startswith(b"\x89PNG"):
+        return struct.unpack(">II", data[16:24])
+    index = 2
+    while index < len(data):                      # JPEG: find the SOF marker
+        marker, length = data[index + 1], struct.unpack(">H", data[index + 2:index + 4])[0]
+        if marker in (0xC0, 0xC1, 0xC2):
+            height, width = struct.unpack(">HH", data[index + 5:index + 9])
+            return width, height
+        index += 2 + length
+    raise AssertionError("no image size found")
+
+
 @pytest.mark.parametrize("provider, kwargs, fragment", [
     ("runware_sam3d", {"points": [(5, 5)]}, "does not take clicked points"),
     ("segmind_sam3d", {"seed": 2_000_000}, "seed from 0 to 1,000,000"),

@@ -13,20 +13,13 @@ import numpy as np
 import pytest
 from mathutils import Quaternion, Vector
 
-from conftest import PKG, count_data
+from conftest import PKG, bottom_centre, count_data
 from emulator import TEST_KEYS
 
 
 def world_bounds(objects):
-    lows, highs = [], []
-    for obj in objects:
-        mw = np.array(obj.matrix_world)
-        co = np.empty(len(obj.data.vertices) * 3)
-        obj.data.vertices.foreach_get("co", co)
-        pts = co.reshape(-1, 3) @ mw[:3, :3].T + mw[:3, 3]
-        lows.append(pts.min(0))
-        highs.append(pts.max(0))
-    return np.min(lows, 0), np.max(highs, 0)
+    _, low, high = bottom_centre(objects)
+    return low, high
 
 
 @pytest.fixture
