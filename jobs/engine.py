@@ -135,6 +135,9 @@ class Engine:
         self._lanes: dict[str, Lane] = {}
         self._lock = threading.Lock()
         self._sleep = sleep
+        #: how long a submit keeps waiting out 429s (the service did not take it) before the
+        #: job fails with the service's rate-limit message
+        self.rate_limit_give_up = TRANSIENT_GIVE_UP
 
     # -- public -------------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -293,17 +296,21 @@ class Engine:
             stop.raise_if_stopped()
             self._set(job, submit_sent=True, provider_state=dict(state))
 
+        limited_since = None
         while True:
             lane.wait_backoff(stop)
             try:
                 remote_id = provider.submit(inputs, state, mark_sending)
                 break
             except Recon3DError as exc:
-                # 429: the service provably did not take it; wait for the lane, then again.
-                if exc.code == "rate_limited" and not stop.wait(0):
-                    lane.slow_down(5.0)
-                    continue
-                raise
+                # 429: the service provably did not take it; wait for the lane, then again,
+                # for as long as the artist would reasonably wait.
+                if exc.code != "rate_limited" or stop.wait(0):
+                    raise
+                limited_since = limited_since or time.monotonic()
+                if time.monotonic() - limited_since > self.rate_limit_give_up:
+                    raise
+                lane.slow_down(min(5.0, self.rate_limit_give_up / 4))
         self._set(job, state="running", remote_id=remote_id, provider_state=dict(state),
                   submitted_at=time.time(), **_money(state))
 

@@ -276,3 +276,46 @@ def test_zip_without_glb_and_zip_slip_names(api, recon3d, tmp_path):
     with pytest.raises(api.Recon3DError, match="larger than Recon3D accepts"):
         base.extract_glb_from_zip(str(bomb), str(tmp_path / "y.glb"), max_bytes=1_000_000)
     assert not (tmp_path / "y.glb.part").exists()
+
+
+def test_persistent_503_on_submit_says_the_service_is_down(run, emulator):
+    emulator.fault(SUBMIT_PATH["segmind_sam3d"], Reply(503, {"error": "maintenance"},
+                                                       headers={"Retry-After": "0"}), times=99)
+    error, job = run("segmind_sam3d")
+    assert error.code == "service_down" and "Segmind is having trouble (HTTP 503)" in str(error)
+    assert "Try again in a few minutes" in str(error)
+    assert len(emulator.requests(contains=SUBMIT_PATH["segmind_sam3d"])) == 5   # capped retries
+    assert len(emulator.segmind.submits) == 0
+
+
+def test_endless_429_on_submit_gives_up_with_the_rate_limit_message(api, recon3d, run,
+                                                                    emulator):
+    engine = recon3d.runtime.running_engine()
+    engine.rate_limit_give_up = 1.0
+    try:
+        emulator.fault(SUBMIT_PATH["scenario_sam3d"],
+                       Reply(429, {"status": "error", "message": "Too many jobs",
+                                   "details": {"actionName": "generate", "actionLimit": 3}},
+                             headers={"Retry-After": "0"}), times=999)
+        error, job = run("scenario_sam3d")
+    finally:
+        engine.rate_limit_give_up = 15 * 60.0
+    assert error.code == "rate_limited"
+    assert "too many jobs (at most 3 jobs at once)" in str(error)
+    assert emulator.scenario.submits == []
+
+
+def test_credits_and_progress_are_kept_on_the_job(api, run, emulator, fixtures):
+    objects, job = run("segmind_sam3d")
+    assert float(job.remaining_credits) == pytest.approx(emulator.segmind.credits)
+    emulator.reset()
+    serve(emulator, "scenario_sam3d", [fixtures.glb("blob")])
+    emulator.scenario.duration = 6.0
+    job = api.submit(fixtures.path("photo.png"), "scenario_sam3d")
+    seen = set()
+    while not job.done:
+        seen.add(round(job.progress, 2))
+        job.wait(0.05)
+    assert job.state == "ready" and job.progress == 1.0
+    assert any(0.0 < p < 1.0 for p in seen), seen          # Scenario's progress reached the job
+    assert job.cost == emulator.scenario.cu_cost
