@@ -186,7 +186,8 @@ def combined_bounds(objects, worlds) -> tuple[Vector, Vector]:
 def placement_matrix(low: Vector, high: Vector, placement: str, target: Vector,
                      target_size: float | None) -> Matrix:
     """The one matrix applied to the whole job: scale about the bottom-centre of the combined
-    box, then move that point onto `target` (cursor or origin)."""
+    box, then move that point onto the cursor (`target`), the world origin, or leave it where
+    it is ("original")."""
     if placement not in PLACEMENTS:
         raise Recon3DError(f"Unknown placement '{placement}'; use one of "
                            f"{', '.join(PLACEMENTS)}.", code="input")
@@ -198,9 +199,8 @@ def placement_matrix(low: Vector, high: Vector, placement: str, target: Vector,
             factor = float(target_size) / largest
     scale = Matrix.Diagonal(Vector((factor, factor, factor, 1.0)))
     about = Matrix.Translation(-bottom)
-    if placement == "original":
-        return Matrix.Translation(bottom) @ scale @ about
-    return Matrix.Translation(target) @ scale @ about
+    goal = {"original": bottom, "origin": Vector(), "cursor": target}[placement]
+    return Matrix.Translation(goal) @ scale @ about
 
 
 def _rigid(mat: Matrix) -> Matrix:
@@ -436,9 +436,8 @@ def place_and_bake(groups, *, placement: str, target: Vector,
             placed.append((members, low, high))
     offsets = _side_by_side(placed, target_size) if len(placed) > 1 else [Vector()] * len(placed)
     for (members, low, high), offset in zip(placed, offsets):
-        place = placement_matrix(low, high, placement, target + offset, target_size)
-        if placement == "original" and offset.length:
-            place = Matrix.Translation(offset) @ place
+        place = Matrix.Translation(offset) @ placement_matrix(low, high, placement, target,
+                                                              target_size)
         _bake(members, worlds, place, keep_parent)
     for empty in (o for o in new_objects if o.type == "EMPTY"):
         bpy.data.objects.remove(empty)
