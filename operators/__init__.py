@@ -6,6 +6,7 @@ import bpy
 from bpy.props import StringProperty
 
 from .. import api
+from . import picker
 
 
 class RECON3D_OT_submit(bpy.types.Operator):
@@ -78,4 +79,4 @@ class RECON3D_OT_import_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (RECON3D_OT_submit, RECON3D_OT_cancel, RECON3D_OT_import_job)
+classes = (RECON3D_OT_submit, RECON3D_OT_cancel, RECON3D_OT_import_job, *picker.classes)

@@ -36,6 +36,9 @@ class RECON3D_PT_generate(bpy.types.Panel):
             layout.prop(form, "points")
         if caps.boxes:
             layout.prop(form, "boxes")
+        if caps.points or caps.boxes:
+            layout.label(text="Click/drag them on the photo: Image Editor › Recon3D",
+                         icon="INFO")
         row = layout.row(align=True)
         row.prop(form, "use_seed")
         sub = row.row(align=True)
@@ -91,6 +94,22 @@ class RECON3D_PT_jobs(bpy.types.Panel):
                     box.label(text=line)
 
 
+class RECON3D_PT_image_editor(bpy.types.Panel):
+    bl_idname = "RECON3D_PT_image_editor"
+    bl_label = "Recon3D"
+    bl_space_type = "IMAGE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Recon3D"
+
+    def draw(self, context):
+        layout = self.layout
+        form = context.scene.recon3d
+        layout.operator("recon3d.use_editor_image", icon="IMAGE_DATA")
+        layout.operator("recon3d.pick_prompts", icon="RESTRICT_SELECT_OFF")
+        layout.prop(form, "points")
+        layout.prop(form, "boxes")
+
+
 def _wrap(text: str, width: int) -> list[str]:
     lines, line = [], ""
     for word in text.split():
@@ -104,4 +123,4 @@ def _wrap(text: str, width: int) -> list[str]:
     return lines
 
 
-classes = (RECON3D_PT_generate, RECON3D_PT_jobs)
+classes = (RECON3D_PT_generate, RECON3D_PT_jobs, RECON3D_PT_image_editor)

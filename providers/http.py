@@ -29,7 +29,7 @@ from urllib.parse import urljoin, urlsplit
 
 import requests
 
-from ..errors import NetworkBlocked, Recon3DError, ResultError, ServiceError
+from ..errors import Canceled, NetworkBlocked, Recon3DError, ResultError, ServiceError
 
 USER_AGENT = "Recon3D-Blender/0.1"
 CONNECT_TIMEOUT = 10.0
@@ -167,7 +167,6 @@ class HttpClient:
     def _wait(self, seconds: float) -> None:
         if self.cancel_event is not None:
             if self.cancel_event.wait(seconds):
-                from ..errors import Canceled
                 raise Canceled("The job was canceled.")
         else:
             self._sleep(seconds)

@@ -291,3 +291,21 @@ def test_operator_sends_what_the_form_declares(api, recon3d, emulator, fixtures)
     form.points = "40;30"
     with pytest.raises(RuntimeError, match="must be written 'x,y'"):
         bpy.ops.recon3d.submit()
+
+
+def test_picked_clicks_become_form_pixels_in_the_original_photo(recon3d):
+    """The Image Editor picker's maths: view coordinates (bottom-left, 0..1) to photo pixels
+    (top-left), and the text it writes parses back to the same points and boxes."""
+    picker = recon3d.operators.picker
+    assert picker.view_to_pixels(0.0, 1.0, 96, 64) == (0.0, 0.0)          # top-left corner
+    assert picker.view_to_pixels(0.5, 0.5, 96, 64) == (48.0, 32.0)
+    assert picker.view_to_pixels(1.2, -0.1, 96, 64) == (95.0, 63.0)       # clamped inside
+    u, v = picker.pixels_to_view(40, 30, 96, 64)
+    assert picker.view_to_pixels(u, v, 96, 64) == pytest.approx((40, 30))
+    form = bpy.context.scene.recon3d
+    form.points = picker.format_points([(40.2, 30.7), (12, 8)])
+    form.boxes = picker.format_boxes([(10, 10.4, 60, 50)])
+    assert form.parsed_points() == [(40, 31), (12, 8)]
+    assert form.parsed_boxes() == [(10, 10, 60, 50)]
+    assert bpy.ops.recon3d.pick_prompts.poll() is False       # needs an Image Editor
+    assert "RECON3D_PT_image_editor" in dir(bpy.types)
