@@ -309,3 +309,45 @@ def test_picked_clicks_become_form_pixels_in_the_original_photo(recon3d):
     assert form.parsed_boxes() == [(10, 10, 60, 50)]
     assert bpy.ops.recon3d.pick_prompts.poll() is False       # needs an Image Editor
     assert "RECON3D_PT_image_editor" in dir(bpy.types)
+
+
+def test_exr_photo_is_sent_as_png_with_its_colours(api, emulator, fixtures, tmp_path):
+    """A float EXR render (linear) is re-encoded to an 8-bit sRGB PNG; decoded again by
+    Blender it has the same linear colour."""
+    img = bpy.data.images.new("render", 40, 30, float_buffer=True)
+    try:
+        pixels = np.zeros((30, 40, 4), dtype=np.float32)
+        pixels[...] = (0.2, 0.05, 0.6, 1.0)
+        img.pixels.foreach_set(pixels.ravel())
+        img.filepath_raw = str(tmp_path / "render.exr")
+        img.file_format = "OPEN_EXR"
+        img.save()
+    finally:
+        bpy.data.images.remove(img)
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    api.reconstruct(str(tmp_path / "render.exr"), provider="segmind_sam3d")
+    sent = base64.b64decode(emulator.segmind.submits[0].json["image"])
+    assert sent.startswith(b"\x89PNG")
+    decoded = read_image(sent, tmp_path)
+    assert decoded.shape[:2] == (30, 40)
+    assert np.allclose(decoded[15, 20, :3], (0.2, 0.05, 0.6), atol=0.02), decoded[15, 20]
+
+
+def test_packed_and_generated_blender_images_are_inputs(api, emulator, fixtures):
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    packed = bpy.data.images.load(fixtures.path("photo.png"), check_existing=False)
+    packed.pack()
+    packed.filepath = "//gone/photo.png"            # only the packed bytes are left
+    generated = bpy.data.images.new("generated", 32, 16)
+    try:
+        api.reconstruct(packed, provider="segmind_sam3d")
+        api.reconstruct(generated, provider="segmind_sam3d")
+    finally:
+        bpy.data.images.remove(packed)
+        bpy.data.images.remove(generated)
+    first, second = (base64.b64decode(r.json["image"]) for r in emulator.segmind.submits)
+    with open(fixtures.path("photo.png"), "rb") as fh:
+        assert first == fh.read()                   # packed PNG bytes sent as they are
+    assert second.startswith(b"\x89PNG")
+    assert read_image(second).shape[:2] == (16, 32)
+    assert {i.name for i in bpy.data.images} & {"photo.png", "generated"} == set()
