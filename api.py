@@ -20,7 +20,7 @@ from .jobs import Job
 from .providers import JobInputs, provider_class
 
 __all__ = ["Job", "Recon3DError", "cancel", "get_job", "import_job", "jobs", "reconstruct",
-           "submit"]
+           "retry", "submit"]
 
 
 def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, points=None,
@@ -123,6 +123,16 @@ def get_job(job_id: str) -> Job:
 
 def cancel(job) -> None:
     runtime.engine().cancel(_job(job))
+
+
+def retry(job) -> Job:
+    """Fetch the result of a job that failed while downloading (or polling) again. The job
+    is not sent again, so it is not billed again. Returns at once; `wait()` on the job."""
+    job = _job(job)
+    runtime.check_ready_to_send(job.provider)
+    runtime.engine().retry(job)
+    bridge.ensure_timer()
+    return job
 
 
 def _raise_if_unsuccessful(job: Job) -> None:

@@ -175,6 +175,25 @@ class Engine:
         if lane is not None and lane.remove(job):
             self._finish_canceled(job, None)
 
+    #: failures after which the service's result may still be fetched (never a re-submit)
+    RETRYABLE = frozenset({"result", "unreachable", "timeout", "service_down", "bad_response",
+                           "rate_limited", "offline", "internal"})
+
+    def can_retry(self, job: Job) -> bool:
+        return job.state == "failed" and bool(job.remote_id) and \
+            job.error_code in self.RETRYABLE
+
+    def retry(self, job: Job) -> None:
+        """Fetch a failed job's result again (download or poll); nothing is re-submitted,
+        so nothing is billed again."""
+        if not self.can_retry(job):
+            raise Recon3DError("Only a job whose result could not be fetched can be retried; "
+                               "generate again instead.", code="input")
+        job.cancel_event.clear()
+        self._set(job, state="downloading" if job.provider_state.get("final_status") is not None
+                  else "running", error=None, error_code=None, finished_at=None)
+        self._lane(job.provider).enqueue(job, "poll")
+
     def mark_imported(self, job: Job, object_names: list[str]) -> None:
         self._set(job, state="imported", imported_objects=list(object_names), error=None,
                   error_code=None)

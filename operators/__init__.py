@@ -79,4 +79,21 @@ class RECON3D_OT_import_job(bpy.types.Operator):
         return {"FINISHED"}
 
 
-classes = (RECON3D_OT_submit, RECON3D_OT_cancel, RECON3D_OT_import_job, *picker.classes)
+class RECON3D_OT_retry(bpy.types.Operator):
+    """Fetch this job's result again (it is not sent again, so not billed again)"""
+    bl_idname = "recon3d.retry"
+    bl_label = "Retry Download"
+    bl_options = {"INTERNAL"}
+
+    job_id: StringProperty()
+
+    def execute(self, context):
+        try:
+            api.retry(api.get_job(self.job_id))
+        except api.Recon3DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+classes = (RECON3D_OT_submit, RECON3D_OT_retry, RECON3D_OT_cancel, RECON3D_OT_import_job, *picker.classes)

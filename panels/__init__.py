@@ -89,6 +89,8 @@ class RECON3D_PT_jobs(bpy.types.Panel):
                 row.operator("recon3d.cancel", text="", icon="X").job_id = job.id
             elif job.state == "ready":
                 row.operator("recon3d.import_job", text="", icon="IMPORT").job_id = job.id
+            elif eng.can_retry(job):
+                row.operator("recon3d.retry", text="", icon="FILE_REFRESH").job_id = job.id
             if job.error:
                 for line in _wrap(job.error, 48):
                     box.label(text=line)

@@ -319,3 +319,22 @@ def test_credits_and_progress_are_kept_on_the_job(api, run, emulator, fixtures):
     assert job.state == "ready" and job.progress == 1.0
     assert any(0.0 < p < 1.0 for p in seen), seen          # Scenario's progress reached the job
     assert job.cost == emulator.scenario.cu_cost
+
+
+def test_failed_download_can_be_retried_without_a_new_submit(api, emulator, fixtures):
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    fault = emulator.fault(lambda req: req.server == "cdn",
+                           Reply(200, "<html>proxy login</html>", content_type="text/html"),
+                           times=99)
+    job = api.submit(fixtures.path("photo.png"), "segmind_sam3d")
+    assert job.wait(30).state == "failed" and job.error_code == "result"
+    fault.times = 0                                   # the CDN recovers
+    assert api.retry(job) is job
+    assert job.wait(30).state == "ready", job.error
+    assert len(api.import_job(job)) == 1
+    assert len(emulator.segmind.submits) == 1         # fetched again, never sent again
+    emulator.segmind.fail_reason = "Nothing to model"
+    failed = api.submit(fixtures.path("photo.png"), "segmind_sam3d")
+    assert failed.wait(30).state == "failed"
+    with pytest.raises(api.Recon3DError, match="generate again"):
+        api.retry(failed)                             # the service said no: nothing to fetch
