@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -39,6 +40,7 @@ def main() -> int:
     print(f"[tests] built {zip_path} in {time.monotonic() - started:.0f} s", flush=True)
 
     results = {}
+    totals = {"passed": 0, "failed": 0, "error": 0}
     for release in releases:
         t0 = time.monotonic()
         with tempfile.TemporaryDirectory(prefix=f"recon3d-user-{release}-") as user:
@@ -57,15 +59,37 @@ def main() -> int:
             cmd = [str(blenders.venv_python(release)), "-m", "pytest", "-p", "no:cacheprovider",
                    "-q", "-rfEs", str(ROOT / "tests"), *pytest_args]
             print(f"\n[tests] Blender {release}: {' '.join(cmd[1:])}", flush=True)
-            code = subprocess.call(cmd, cwd=str(ROOT), env=env)
+            code, counts = _run_and_count(cmd, env)
         results[release] = code
+        for key in totals:
+            totals[key] += counts.get(key, 0)
+        if code != 0 and not counts.get("failed") and not counts.get("error"):
+            totals["error"] += 1        # a crash or an interrupted run counts as a failure
         print(f"[tests] Blender {release}: exit {code} in {time.monotonic() - t0:.0f} s",
               flush=True)
 
     print("\n[tests] summary: " + ", ".join(
         f"Blender {r} {'passed' if c == 0 else f'FAILED (exit {c})'}" for r, c in results.items())
         + f" — {time.monotonic() - started:.0f} s in all")
+    print(f"tests: {totals['passed']} passed, {totals['failed'] + totals['error']} failed")
     return 0 if all(c == 0 for c in results.values()) else 1
+
+
+def _run_and_count(cmd, env) -> tuple[int, dict]:
+    """Run pytest, echoing its output live, and read the counts from its closing line."""
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    counts: dict = {}
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        sys.stdout.flush()
+        if " in " in line and ("passed" in line or "failed" in line or "error" in line):
+            found = dict((word.rstrip("s"), int(num)) for num, word in
+                         re.findall(r"(\d+) (passed|failed|errors?)", line))
+            if found:
+                counts = {"passed": found.get("passed", 0), "failed": found.get("failed", 0),
+                          "error": found.get("error", 0)}
+    return proc.wait(), counts
 
 
 if __name__ == "__main__":
