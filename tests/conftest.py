@@ -35,6 +35,15 @@ for var, sub in (("BLENDER_USER_RESOURCES", "user"), ("RECON3D_DATA_DIR", "data"
         os.environ[var] = str(SESSION_DIR / sub)
 import bpy  # noqa: E402  (after the environment is set)
 
+try:   # hypothesis keeps its example database in the session dir, never in the source tree
+    from hypothesis import settings as _hyp_settings
+    from hypothesis.database import DirectoryBasedExampleDatabase
+    _hyp_settings.register_profile("recon3d", database=DirectoryBasedExampleDatabase(
+        str(SESSION_DIR / "hypothesis")))
+    _hyp_settings.load_profile("recon3d")
+except ImportError:
+    pass
+
 
 def zip_path() -> Path:
     value = os.environ.get("RECON3D_ZIP")

@@ -33,6 +33,11 @@ def test_zip_ships_no_tests_benchmarks_or_tooling():
     leaked = [n for n in names if n.split("/")[0] in {"tests", "bench", "tools", ".ci", "dist"}
               or "__pycache__" in n or n.endswith(".pyc")]
     assert leaked == []
+    # Only the extension's own kinds of file: anything else (caches, databases) is a leak.
+    allowed = {"LICENSE", "README.md", "blender_manifest.toml"}
+    strays = [n for n in names if not n.endswith("/") and not n.endswith(".py")
+              and n not in allowed]
+    assert strays == []
 
 
 def test_installed_from_zip_into_throwaway_repo_and_enabled(recon3d):

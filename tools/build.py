@@ -23,7 +23,8 @@ import blenders  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 #: what must never ship in the zip
-FORBIDDEN_PREFIXES = ("tests/", "bench/", "tools/", ".ci/", ".git/", "dist/")
+FORBIDDEN_PREFIXES = ("tests/", "bench/", "tools/", ".ci/", ".git/", "dist/", ".hypothesis/",
+                      ".pytest_cache/")
 
 
 def extension_tool(release: str) -> list[str]:
