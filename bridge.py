@@ -52,17 +52,31 @@ def _auto_import(job) -> None:
     scene = bpy.data.scenes.get(origin.get("scene", ""))
     if scene is None or scene != bpy.context.scene:
         return
-    try:
-        api.import_job(job, placement=origin.get("placement", "cursor"),
-                       target_size=origin.get("target_size"),
-                       match_camera=bool(origin.get("match_camera")))
-    except api.Recon3DError as exc:
-        runtime.engine().note_import_error(job, str(exc))
-        return
-    try:
-        bpy.ops.ed.undo_push(message="Recon3D Import")
-    except RuntimeError:
-        pass      # no undo stack (background mode)
+    # Timers run with a bare context; operators (the glTF importer, undo) want a window.
+    with _ui_context():
+        try:
+            api.import_job(job, placement=origin.get("placement", "cursor"),
+                           target_size=origin.get("target_size"),
+                           match_camera=bool(origin.get("match_camera")))
+        except api.Recon3DError as exc:
+            runtime.engine().note_import_error(job, str(exc))
+            return
+        try:
+            bpy.ops.ed.undo_push(message="Recon3D Import")    # one undo step per import
+        except RuntimeError:
+            pass      # no undo stack (background mode)
+
+
+def _ui_context():
+    """A context override with a window and a 3D View (when Blender has a UI)."""
+    import contextlib
+    wm = getattr(bpy.context, "window_manager", None)
+    for window in (wm.windows if wm else []):
+        for area in window.screen.areas:
+            if area.type == "VIEW_3D":
+                region = next((r for r in area.regions if r.type == "WINDOW"), None)
+                return bpy.context.temp_override(window=window, area=area, region=region)
+    return contextlib.nullcontext()
 
 
 def _redraw() -> None:
