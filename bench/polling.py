@@ -20,7 +20,7 @@ from common import fake_glb, median, mount_core, tiny_png
 
 def main() -> int:
     parser = argparse.ArgumentParser()
-    parser.add_argument("--jobs", type=int, default=24)
+    parser.add_argument("--jobs", type=int, default=32)
     parser.add_argument("--duration", type=float, default=60.0)
     args = parser.parse_args()
 
@@ -82,7 +82,7 @@ def main() -> int:
             thread = threading.Thread(target=target, args=(index,), daemon=True)
             thread.start()
             threads.append(thread)
-        time.sleep(0.137)     # stagger: completions fall at different points of the schedule
+        time.sleep(0.103)     # stagger: completions fall at different points of the schedule
     for thread in threads:
         thread.join(args.duration * 3)
     engine.shutdown()

@@ -13,9 +13,9 @@ from __future__ import annotations
 import random
 
 FIRST_INTERVAL = 1.0     # seconds
-GROWTH = 1.0             # the interval grows with the job's age (polls at ~1, 2, 4 s)...
-SHORT_JOB_CAP = 3.6      # ...up to this, so a finished job is noticed ~1.8 s later on median
-LONG_JOB_SLOPE = 0.06    # for long jobs the cap becomes 6% of the age
+GROWTH = 2.0             # the interval grows at twice the job's age (polls at ~1, 3 s)...
+SHORT_JOB_CAP = 3.4      # ...up to this, so a finished job is noticed ~1.7 s later on median
+LONG_JOB_SLOPE = 0.05    # past ~68 s the cap becomes 5% of the age
 ABSOLUTE_CAP = 30.0
 JITTER = 0.1
 
