@@ -256,7 +256,10 @@ def _bake(objects, worlds, placement: Matrix, keep_parent) -> None:
         else:
             obj.rotation_euler = rot.to_euler(obj.rotation_mode)
         obj.scale = (1.0, 1.0, 1.0)
+        # matrix_basis (read above) includes the deltas; they are folded in, so clear them.
         obj.delta_location = (0.0, 0.0, 0.0)
+        obj.delta_rotation_euler = (0.0, 0.0, 0.0)
+        obj.delta_rotation_quaternion = (1.0, 0.0, 0.0, 0.0)
         obj.delta_scale = (1.0, 1.0, 1.0)
 
 
