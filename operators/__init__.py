@@ -42,58 +42,53 @@ class RECON3D_OT_submit(bpy.types.Operator):
         return {"FINISHED"}
 
 
-class RECON3D_OT_cancel(bpy.types.Operator):
+class _JobOperator:
+    """A button on a job's row: finds the job, runs `act`, reports errors in words."""
+    job_id: StringProperty()
+
+    def act(self, context, job):
+        raise NotImplementedError
+
+    def execute(self, context):
+        try:
+            self.act(context, api.get_job(self.job_id))
+        except api.Recon3DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        return {"FINISHED"}
+
+
+class RECON3D_OT_cancel(_JobOperator, bpy.types.Operator):
     """Stop this job (the service is asked to stop where it can)"""
     bl_idname = "recon3d.cancel"
     bl_label = "Cancel Job"
     bl_options = {"INTERNAL"}
 
-    job_id: StringProperty()
-
-    def execute(self, context):
-        try:
-            api.cancel(api.get_job(self.job_id))
-        except api.Recon3DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+    def act(self, context, job):
+        api.cancel(job)
 
 
-class RECON3D_OT_import_job(bpy.types.Operator):
+class RECON3D_OT_import_job(_JobOperator, bpy.types.Operator):
     """Import this finished job into the current scene"""
     bl_idname = "recon3d.import_job"
     bl_label = "Import Result"
     bl_options = {"REGISTER", "UNDO"}
 
-    job_id: StringProperty()
-
-    def execute(self, context):
+    def act(self, context, job):
         form = context.scene.recon3d
-        try:
-            api.import_job(api.get_job(self.job_id), placement=form.placement,
-                           target_size=form.target_size if form.use_target_size else None,
-                           match_camera=form.match_camera)
-        except api.Recon3DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+        api.import_job(job, placement=form.placement,
+                       target_size=form.target_size if form.use_target_size else None,
+                       match_camera=form.match_camera)
 
 
-class RECON3D_OT_retry(bpy.types.Operator):
+class RECON3D_OT_retry(_JobOperator, bpy.types.Operator):
     """Fetch this job's result again (it is not sent again, so not billed again)"""
     bl_idname = "recon3d.retry"
     bl_label = "Retry Download"
     bl_options = {"INTERNAL"}
 
-    job_id: StringProperty()
-
-    def execute(self, context):
-        try:
-            api.retry(api.get_job(self.job_id))
-        except api.Recon3DError as exc:
-            self.report({"ERROR"}, str(exc))
-            return {"CANCELLED"}
-        return {"FINISHED"}
+    def act(self, context, job):
+        api.retry(job)
 
 
 classes = (RECON3D_OT_submit, RECON3D_OT_retry, RECON3D_OT_cancel, RECON3D_OT_import_job, *picker.classes)

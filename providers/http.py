@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import email.utils
 import ipaddress
-import json
 import os
 import random
 import threading
@@ -441,6 +440,3 @@ def _find_reason(body, keys):
                 return inner
     return None
 
-
-def dumps(obj) -> str:
-    return json.dumps(obj, separators=(",", ":"))

@@ -86,6 +86,7 @@ class SegmindSam3D(Provider):
     # -- download -------------------------------------------------------------------------------
     def download(self, remote_id, status, state, job_dir) -> list[str]:
         dest = os.path.join(job_dir, "result-0.glb")
+        raw = os.path.join(job_dir, "result-0.bin")      # GLB or ZIP, decided by content
         resp = self.http.request("GET", f"/v2/requests/{remote_id}", ok_statuses=(422,),
                                  stream=True)
         try:
@@ -94,7 +95,6 @@ class SegmindSam3D(Provider):
             first = next(chunks, b"")
             if first.startswith(GLB_MAGIC) or first.startswith(ZIP_MAGIC):
                 # The result endpoint answered with the model itself.
-                raw = os.path.join(job_dir, "result-0.bin")
                 _write_stream(raw, first, chunks)
                 return [self._finish_file(raw, dest)]
             body_text = first + b"".join(chunks)
@@ -102,26 +102,24 @@ class SegmindSam3D(Provider):
             resp.close()
         try:
             body = json.loads(body_text)
+            if not isinstance(body, dict):
+                raise ValueError("not an object")
         except ValueError:
             raise ServiceError("Segmind answered the result request with something that is "
                                "not data. Try the import again later.", code="bad_response",
                                transient=True) from None
         if resp.status_code == 422 or str(body.get("status", "")).upper() == "FAILED":
             raise JobFailed(f"Segmind could not make the model: {_failure_reason(body)}")
-        output = body.get("output") if isinstance(body, dict) else None
-        ref = _find_output(output)
+        ref = _find_output(body.get("output"))
         if ref is None:
             raise ResultError("Segmind finished the job but returned no model. Try generating "
                               "again.")
         if ref.startswith(("http://", "https://")):
-            raw = os.path.join(job_dir, "result-0.bin")
             self.http.download(ref, raw, max_bytes=MAX_RESULT_BYTES,
                                check=lambda head: check_model_bytes(head, self.service),
                                on_expired=lambda: self._fresh_output_url(remote_id))
             return [self._finish_file(raw, dest)]
-        data = _decode_base64(ref)
-        raw = os.path.join(job_dir, "result-0.bin")
-        _write_stream(raw, data, iter(()))
+        _write_stream(raw, _decode_base64(ref), iter(()))
         return [self._finish_file(raw, dest)]
 
     def _fresh_output_url(self, remote_id: str) -> str:

@@ -174,14 +174,6 @@ def run_blender(code: str, *, env: dict | None = None, timeout: float = 180) -> 
                          f"{out[-3000:]}\n{err[-3000:]}")
 
 
-@pytest.fixture
-def tmp_user_dir(tmp_path):
-    """A fresh Blender user folder for child processes."""
-    path = tmp_path / "user"
-    path.mkdir()
-    return path
-
-
 _EXIT_STATUS = [0]
 
 
