@@ -14,17 +14,19 @@ import shutil
 
 import bpy
 
-from . import bridge, importer, inputs, runtime
-from .errors import Canceled, InputError, Recon3DError
+from .addon import runtime
+from .blender import importer, inputs, main_thread
+from .errors import InputError, Recon3DError
 from .jobs import Job
 from .providers import JobInputs, provider_class
+from .providers.declaration import as_boxes, as_points
 
 __all__ = ["Job", "Recon3DError", "cancel", "get_job", "import_job", "jobs", "reconstruct",
            "retry", "submit"]
 
 
 def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, points=None,
-           boxes=None, seed=None, options=None, _origin: dict | None = None) -> Job:
+           boxes=None, seed=None, options=None, _auto_import: dict | None = None) -> Job:
     """Start a job and return it at once. Raises Recon3DError, with nothing sent, for input
     that can be checked here (missing or unreadable file, an input the provider does not take,
     a value out of range, no key, online access off)."""
@@ -35,16 +37,17 @@ def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, po
     if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
         raise InputError(f"The seed must be a whole number; got {seed!r}.")
     options = dict(options or {})
+    points, boxes = as_points(points), as_boxes(boxes)
     # What can be checked without touching files, first: the cheapest refusals.
     cls.validate(JobInputs(image_path="", image_size=(1 << 30, 1 << 30), prompt=prompt,
                            mask_paths=[""] * (len(mask) if isinstance(mask, (list, tuple))
                                               else (1 if mask is not None else 0)),
-                           points=list(points or []), boxes=list(boxes or []), seed=seed,
+                           points=points, boxes=boxes, seed=seed,
                            options=options))
     runtime.check_ready_to_send(provider)
 
     eng = runtime.engine()
-    job = Job(provider, {}, origin=dict(_origin or {}))
+    job = Job(provider, {}, auto_import=dict(_auto_import or {}))
     job_dir = eng.job_dir(job)
     try:
         limits = inputs.UploadLimits(max_side=cls.max_upload_side,
@@ -63,7 +66,7 @@ def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, po
     job.inputs = job_inputs.to_json()
     job.label = _label(image, prompt)
     eng.submit(job)
-    bridge.ensure_timer()
+    main_thread.ensure_timer()
     return job
 
 
@@ -75,24 +78,8 @@ def import_job(job: Job, *, placement: str = "cursor", target_size: float | None
     "original" (as returned: camera space of the photo). target_size: fit the largest side to
     this length in scene units. match_camera: also add a camera at the origin looking along +Y
     with the photo as its background, so "original" results line up with the photo."""
-    job = _job(job)
-    _raise_if_unsuccessful(job)
-    if job.state not in ("ready", "imported"):
-        raise Recon3DError(f"The job is still {job.state}; wait for it to finish "
-                           f"(job.wait()) before importing.", code="not_ready")
-    missing = [f for f in job.files if not os.path.isfile(f)]
-    if missing:
-        raise Recon3DError("The job's result files are gone from Recon3D's data folder; "
-                           "generate again.", code="result")
-    name = f"Recon3D {job.id}"
-    variations = provider_class(job.provider).results_are_variations and len(job.files) > 1
-    objects = importer.import_files(job.files, name=name, placement=placement,
-                                    target_size=target_size, collection=collection,
-                                    layout="side_by_side" if variations else "together",
-                                    photo=(job.inputs or {}).get("image_path"),
-                                    match_camera=match_camera)
-    runtime.engine().mark_imported(job, [o.name for o in objects])
-    return objects
+    return importer.import_job(_job(job), placement=placement, target_size=target_size,
+                               collection=collection, match_camera=match_camera)
 
 
 def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cursor",
@@ -101,7 +88,7 @@ def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cur
     """submit + wait + import, for scripts and batch work. Raises Recon3DError on failure."""
     job = submit(image, provider, **submit_kw)
     job.wait(timeout)
-    _raise_if_unsuccessful(job)
+    importer.raise_if_unsuccessful(job)
     if job.state not in ("ready", "imported"):
         raise Recon3DError(f"The job {job.id} did not finish within {timeout:g} s; it keeps "
                            f"running: import it later with api.import_job(api.get_job("
@@ -131,15 +118,8 @@ def retry(job) -> Job:
     job = _job(job)
     runtime.check_ready_to_send(job.provider)
     runtime.engine().retry(job)
-    bridge.ensure_timer()
+    main_thread.ensure_timer()
     return job
-
-
-def _raise_if_unsuccessful(job: Job) -> None:
-    if job.state == "failed":
-        raise Recon3DError(job.error or "The job failed.", code=job.error_code or "failed")
-    if job.state == "canceled":
-        raise Canceled("The job was canceled; there is nothing to import.")
 
 
 def _job(job) -> Job:

@@ -15,7 +15,11 @@ from __future__ import annotations
 import argparse
 import sys
 
+import bpy
+
+from . import api
 from .errors import Recon3DError
+from .providers import REGISTRY
 
 
 def _numbers(count: int):
@@ -46,7 +50,6 @@ def _option(text: str):
 
 
 def _parser() -> argparse.ArgumentParser:
-    from .providers import REGISTRY
     parser = argparse.ArgumentParser(prog="recon3d", description="Turn a photo into a 3D model.")
     sub = parser.add_subparsers(dest="command", required=True)
 
@@ -87,7 +90,6 @@ def main(argv: list[str]) -> int:
         args = _parser().parse_args(list(argv))
     except SystemExit as exc:          # argparse already printed why
         return int(exc.code or 0)
-    from . import api
     try:
         if args.command == "generate":
             objects = api.reconstruct(args.image, provider=args.provider, prompt=args.prompt,
@@ -120,6 +122,5 @@ def main(argv: list[str]) -> int:
 
 def _save(path: str | None) -> None:
     if path:
-        import bpy
         bpy.ops.wm.save_as_mainfile(filepath=path)
         print(f"recon3d: saved {path}")

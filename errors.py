@@ -1,26 +1,81 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""Errors Recon3D raises. bpy-free: shared by providers/, jobs/ and the Blender side.
+"""Errors Recon3D raises, and the one table of error codes. bpy-free: shared by providers/,
+jobs/ and the Blender side.
 
 Every message is written for an artist: what went wrong and what to do next. Keys never appear
 in a message (the HTTP layer never formats request headers into text).
+
+`CODES` is the only place that says what a code means for the machinery:
+- `transient`: the same request may work if sent again soon; the HTTP layer retries it and the
+  engine keeps polling through it;
+- `refetch`: a job that failed with it still has a result at the service that can be fetched
+  again without a new submit (so without paying again): "Retry Download" is offered;
+- `billed`: the service may have accepted and billed the job although Recon3D has no answer.
 """
 from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Code:
+    transient: bool = False
+    refetch: bool = False
+    billed: bool = False
+
+
+CODES: dict[str, Code] = {
+    # refused locally: nothing was sent
+    "input": Code(),
+    "offline": Code(refetch=True),            # turn online access on, then retry
+    "auth": Code(),
+    "not_ready": Code(),
+    # the service said no
+    "credits": Code(),
+    "forbidden": Code(),
+    "not_found": Code(),
+    "expired": Code(),                        # the service no longer keeps the job's result
+    "retired": Code(),
+    "rejected": Code(),
+    "failed": Code(),                         # the service ran the job and it failed
+    "canceled": Code(),
+    # not now: may work again later
+    "rate_limited": Code(transient=True, refetch=True),
+    "service_down": Code(transient=True, refetch=True),
+    "unreachable": Code(transient=True, refetch=True),
+    "timeout": Code(transient=True, refetch=True),
+    "bad_response": Code(transient=True, refetch=True),
+    "download": Code(transient=True, refetch=True),   # CDN fault while fetching a result
+    # the result file itself
+    "result": Code(refetch=True),
+    "import": Code(),
+    # a submit whose fate is unknown: never sent again
+    "ambiguous_submit": Code(billed=True),
+    "interrupted_submit": Code(billed=True),
+    # a bug in Recon3D: the result may still be fetched
+    "internal": Code(refetch=True),
+    "error": Code(),
+}
+
+
+def code_info(code: str | None) -> Code:
+    return CODES.get(code or "error", CODES["error"])
 
 
 class Recon3DError(Exception):
     """Base class of every error the API raises; its message says what to do."""
 
-    #: short machine-readable reason ("auth", "credits", "failed", ...), for the UI and tests
+    #: short machine-readable reason, a key of `CODES`, for the UI and tests
     code = "error"
-    #: whether trying the same thing again later may succeed
-    transient = False
 
-    def __init__(self, message: str, *, code: str | None = None, transient: bool | None = None):
+    def __init__(self, message: str, *, code: str | None = None):
         super().__init__(message)
         if code is not None:
-            self.code = code
-        if transient is not None:
-            self.transient = transient
+            self.code = code        # a key of CODES (a test checks every code Recon3D uses)
+
+    @property
+    def transient(self) -> bool:
+        return code_info(self.code).transient
 
     @property
     def message(self) -> str:
@@ -43,7 +98,7 @@ class AuthError(Recon3DError):
 
 class ServiceError(Recon3DError):
     """The service answered with an error (mapped to an artist-facing message)."""
-    code = "service"
+    code = "rejected"
 
 
 class JobFailed(Recon3DError):

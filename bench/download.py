@@ -27,7 +27,7 @@ import json, os, resource, sys, time
 sys.path.insert(0, BENCH)
 from common import mount_core
 r3d = mount_core()
-from r3d.providers.base import check_model_bytes
+from r3d.providers.files import check_model_bytes
 from r3d.providers.http import HttpClient, HttpConfig, RetryPolicy
 from r3d.errors import ServiceError
 

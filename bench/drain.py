@@ -32,7 +32,7 @@ def main() -> int:
     import bpy
     from rig import install_from_zip
     recon3d = install_from_zip(os.environ["RECON3D_ZIP"], work / "repo")
-    api, bridge = recon3d.api, recon3d.bridge
+    api, bridge = recon3d.api, recon3d.blender.main_thread
     bpy.context.preferences.addons[recon3d.__name__].preferences.max_in_flight = JOBS
     photo = tiny_png(work / "photo.png")
     jobs = [api.submit(photo, "scenario_sam3d") for _ in range(JOBS)]
@@ -43,7 +43,7 @@ def main() -> int:
         time.sleep(0.01)
     assert all(j.state == "running" for j in jobs), [j.state for j in jobs]
 
-    eng = recon3d.runtime.running_engine()
+    eng = recon3d.addon.runtime.running_engine()
     times, handled = [], 0
     end = time.monotonic() + SECONDS
     while time.monotonic() < end:

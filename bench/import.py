@@ -132,10 +132,10 @@ def main() -> int:
     import bpy
     import numpy as np
     recon3d = install_from_zip(os.environ["RECON3D_ZIP"], work / "repo")
-    importer = recon3d.importer
+    importer = recon3d.blender.importer
     bpy.ops.wm.read_factory_settings(use_empty=True)
     recon3d = install_from_zip(os.environ["RECON3D_ZIP"], work / "repo")
-    importer = recon3d.importer
+    importer = recon3d.blender.importer
 
     # 1. Textured GLB: bare import vs Recon3D's import (+ placement + applied scale).
     glb = str(work / "pixal.glb")

@@ -1,6 +1,7 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Jobs: model, journal, polling schedule and the worker engine. bpy-free."""
-from .engine import DEFAULT_MAX_IN_FLIGHT, Engine, StopSignal
+from .engine import DEFAULT_MAX_IN_FLIGHT, Engine
+from .lanes import StopSignal
 from .journal import Journal
 from .model import ACTIVE, FINISHED, STATES, WAIT_TERMINAL, Job
 

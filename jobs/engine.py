@@ -4,11 +4,11 @@
 bpy-free. The Blender side hands it resolved settings (URLs, keys, online access) through
 `settings_for`, reads `events` on the main thread, and never waits on it there.
 
-The money rules live here:
-- the remote id is journaled before the worker does anything else with it;
-- `submit_sent` is journaled right before the billing request, so a job interrupted between
-  sending and recording is never sent again (unless its provider's submit is idempotent);
-- a canceled job never reaches "ready".
+The never-pay-twice rules are stated (and decided) in providers/billing.py; the engine
+follows them: it journals `submit_sent` when the provider is about to send the billing
+request, journals the service's job id before anything else happens with it, asks
+`billing.resume_step` what a journaled job may do after a restart and `billing.can_refetch`
+whether a failed job may be retried. A canceled job never reaches "ready".
 """
 from __future__ import annotations
 
@@ -17,12 +17,13 @@ import os
 import queue
 import threading
 import time
-from collections import deque
 from typing import Callable
 
 from ..errors import Canceled, JobFailed, Recon3DError, ServiceError
 from ..providers import JobInputs, PollStatus, ProviderSettings, make_provider, provider_class
+from ..providers import billing
 from .journal import Journal
+from .lanes import Lane, StopSignal, Stopped
 from .model import ACTIVE, Job
 from .polling import next_poll_interval
 
@@ -33,93 +34,6 @@ DEFAULT_MAX_IN_FLIGHT = 4
 TRANSIENT_GIVE_UP = 15 * 60.0
 #: a job still unfinished after this long is failed (services expire results after ~1 h)
 JOB_DEADLINE = 2 * 3600.0
-
-
-class _Stopped(Exception):
-    """The engine is shutting down (extension disabled): leave the job as journaled."""
-
-
-class StopSignal:
-    """What a worker waits on: its job's cancel, or the engine shutting down.
-
-    `wait(seconds)` returns True when the worker should stop; the HTTP layer uses it for its
-    retry pauses, so a cancel interrupts a backoff at once."""
-
-    def __init__(self, job: Job, stopping: threading.Event):
-        self.job = job
-        self.stopping = stopping
-
-    def wait(self, seconds: float) -> bool:
-        deadline = time.monotonic() + max(seconds, 0.0)
-        while True:
-            if self.job.cancel_event.is_set() or self.stopping.is_set():
-                return True
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            self.job.cancel_event.wait(min(remaining, 0.2))
-
-    def raise_if_stopped(self) -> None:
-        if self.job.cancel_event.is_set():
-            raise Canceled("The job was canceled.")
-        if self.stopping.is_set():
-            raise _Stopped()
-
-
-class Lane:
-    """Jobs of one provider: at most `limit` in flight, the rest waiting in submission order.
-    A 429 from the service pauses the whole lane instead of failing jobs."""
-
-    def __init__(self, engine: "Engine", provider_id: str, limit: int):
-        self.engine = engine
-        self.provider_id = provider_id
-        self.limit = max(1, int(limit))
-        self.pending: deque[tuple[Job, str]] = deque()
-        self.active = 0
-        self.lock = threading.Lock()
-        self.backoff_until = 0.0
-
-    def enqueue(self, job: Job, step: str) -> None:
-        with self.lock:
-            self.pending.append((job, step))
-        self.spawn()
-
-    def remove(self, job: Job) -> bool:
-        with self.lock:
-            for item in list(self.pending):
-                if item[0] is job:
-                    self.pending.remove(item)
-                    return True
-        return False
-
-    def spawn(self) -> None:
-        with self.lock:
-            while self.active < self.limit and self.pending:
-                self.active += 1
-                threading.Thread(target=self._worker, name=f"recon3d-{self.provider_id}",
-                                 daemon=True).start()
-
-    def slow_down(self, seconds: float) -> None:
-        """Called by the HTTP layer on a 429: every job of this lane waits that long."""
-        with self.lock:
-            self.backoff_until = max(self.backoff_until, time.monotonic() + seconds)
-
-    def wait_backoff(self, stop: StopSignal) -> None:
-        while True:
-            remaining = self.backoff_until - time.monotonic()
-            if remaining <= 0:
-                return
-            if stop.wait(remaining):
-                stop.raise_if_stopped()
-
-    def _worker(self) -> None:
-        while True:
-            with self.lock:
-                if not self.pending or self.engine.stopping.is_set() or self.active > self.limit:
-                    self.active -= 1
-                    return
-                job, step = self.pending.popleft()
-            self.engine._run(job, step, self)
 
 
 class Engine:
@@ -175,13 +89,8 @@ class Engine:
         if lane is not None and lane.remove(job):
             self._finish_canceled(job, None)
 
-    #: failures after which the service's result may still be fetched (never a re-submit)
-    RETRYABLE = frozenset({"result", "unreachable", "timeout", "service_down", "bad_response",
-                           "rate_limited", "offline", "internal"})
-
     def can_retry(self, job: Job) -> bool:
-        return job.state == "failed" and bool(job.remote_id) and \
-            job.error_code in self.RETRYABLE
+        return billing.can_refetch(job.state, job.remote_id, job.error_code)
 
     def retry(self, job: Job) -> None:
         """Fetch a failed job's result again (download or poll); nothing is re-submitted,
@@ -190,7 +99,7 @@ class Engine:
             raise Recon3DError("Only a job whose result could not be fetched can be retried; "
                                "generate again instead.", code="input")
         job.cancel_event.clear()
-        self._set(job, state="downloading" if job.provider_state.get("final_status") is not None
+        self._set(job, state="downloading" if job.service_data.get("result_refs") is not None
                   else "running", error=None, error_code=None, finished_at=None)
         self._lane(job.provider).enqueue(job, "poll")
 
@@ -230,7 +139,8 @@ class Engine:
         with self._lock:
             lane = self._lanes.get(provider_id)
             if lane is None:
-                lane = self._lanes[provider_id] = Lane(self, provider_id, self.max_in_flight)
+                lane = self._lanes[provider_id] = Lane(provider_id, self.max_in_flight,
+                                                       self.stopping, self._run)
             return lane
 
     def _record(self, job: Job) -> None:
@@ -247,35 +157,20 @@ class Engine:
         self._save(job)
 
     def _resume_step(self, job: Job) -> str | None:
-        if job.state == "queued":
-            return "submit"
-        if job.state == "submitting":
-            if not job.submit_sent:
-                return "submit"
-            if not job.remote_id:
-                try:
-                    idempotent = provider_class(job.provider).idempotent_submit
-                except Recon3DError:
-                    idempotent = False
-                if idempotent:
-                    return "submit"
-                service = _service_name(job.provider)
-                self._set(job, state="failed", error_code="interrupted_submit", error=(
-                    f"Blender stopped while this job was being sent to {service}, before "
-                    f"{service} confirmed it. It may have been accepted and billed: check your "
-                    f"{service} dashboard. Recon3D did not send it again, so you are not "
-                    f"charged twice."))
-                return None
-            return "poll"
-        if job.state in ("running", "downloading"):
-            return "poll" if job.remote_id else None
-        if job.state == "ready":
-            if job.files and all(os.path.isfile(f) for f in job.files):
-                return None
-            if job.remote_id:
-                job.update(state="downloading")
-                return "poll"
-        return None
+        if job.state == "ready" and job.files and all(os.path.isfile(f) for f in job.files):
+            return None
+        try:
+            idempotent = provider_class(job.provider).idempotent_submit
+        except Recon3DError:
+            idempotent = False
+        step = billing.resume_step(job.state, job.submit_sent, job.remote_id, idempotent)
+        if step == "interrupted":
+            error = billing.interrupted_submit(_service_name(job.provider))
+            self._set(job, state="failed", error_code=error.code, error=str(error))
+            return None
+        if step == "poll" and job.state == "ready":
+            job.update(state="downloading")       # its files are gone: fetch them again
+        return step
 
     def _run(self, job: Job, step: str, lane: Lane) -> None:
         stop = StopSignal(job, self.stopping)
@@ -283,7 +178,7 @@ class Engine:
         try:
             stop.raise_if_stopped()
             provider = make_provider(job.provider, self.settings_for(job.provider),
-                                     cancel_event=stop, on_backoff=lane.slow_down,
+                                     stop=stop, on_backoff=lane.slow_down,
                                      **({"sleep": self._sleep} if self._sleep else {}))
             inputs = JobInputs.from_json(job.inputs)
             if step == "submit":
@@ -291,7 +186,7 @@ class Engine:
             # A resumed job polls at once: it may have finished while Blender was closed.
             status = self._poll_until_done(job, provider, lane, stop, immediate=step != "submit")
             self._download(job, provider, status, stop)
-        except _Stopped:
+        except Stopped:
             return
         except Canceled:
             if job.cancel_event.is_set():
@@ -308,12 +203,12 @@ class Engine:
                 f"files are kept in {self.job_dir(job)}; please report this."))
 
     def _submit(self, job, provider, inputs, lane, stop) -> None:
-        state = dict(job.provider_state)
+        state = dict(job.service_data)
         self._set(job, state="submitting")
 
         def mark_sending():
             stop.raise_if_stopped()
-            self._set(job, submit_sent=True, provider_state=dict(state))
+            self._set(job, submit_sent=True, service_data=dict(state))
 
         limited_since = None
         while True:
@@ -330,14 +225,14 @@ class Engine:
                 if time.monotonic() - limited_since > self.rate_limit_give_up:
                     raise
                 lane.slow_down(min(5.0, self.rate_limit_give_up / 4))
-        self._set(job, state="running", remote_id=remote_id, provider_state=dict(state),
-                  submitted_at=time.time(), **_money(state))
+        self._set(job, state="running", remote_id=remote_id, service_data=dict(state),
+                  submitted_at=time.time(), **_cost_fields(state))
 
     def _poll_until_done(self, job, provider, lane, stop, immediate: bool) -> PollStatus:
-        state = dict(job.provider_state)
+        state = dict(job.service_data)
         submitted = job.submitted_at or time.time()
-        if job.state == "downloading" and job.provider_state.get("final_status"):
-            return PollStatus("done", detail=job.provider_state["final_status"])
+        if job.state == "downloading" and job.service_data.get("result_refs"):
+            return PollStatus("done", result=job.service_data["result_refs"])
         trouble_since = None
         troubles = 0
         delay = 0.0 if immediate else None
@@ -372,8 +267,9 @@ class Engine:
                 job.update(progress=max(0.0, min(1.0, float(status.progress))))
                 self.events.put(job.id)
             if status.state == "done":
-                state["final_status"] = status.detail
-                self._set(job, state="downloading", provider_state=dict(state), **_money(state))
+                state["result_refs"] = status.result
+                self._set(job, state="downloading", service_data=dict(state),
+                          **_cost_fields(state))
                 return status
             if status.state == "failed":
                 raise JobFailed(f"{provider.service} could not make the model: "
@@ -386,13 +282,13 @@ class Engine:
             files = job.files          # already on disk: never download twice
         else:
             stop.raise_if_stopped()
-            state = dict(job.provider_state)
+            state = dict(job.service_data)
             files = provider.download(job.remote_id, status, state, self.job_dir(job))
-            job.update(provider_state=state)
+            job.update(service_data=state)
         if job.cancel_event.is_set():
             raise Canceled("The job was canceled.")
         self._set(job, state="ready", files=list(files), progress=1.0,
-                  **_money(job.provider_state))
+                  **_cost_fields(job.service_data))
 
     def _finish_canceled(self, job: Job, provider) -> None:
         if job.state in ("canceled", "imported"):
@@ -401,12 +297,13 @@ class Engine:
         self._set(job, state="canceled", error=None, error_code=None)
         if provider is not None and remote:
             try:
-                provider.cancel(remote, dict(job.provider_state))
+                provider.cancel(remote, dict(job.service_data))
             except Exception:       # best effort: local polling has stopped either way
                 log.info("Recon3D: %s did not cancel job %s", job.provider, remote)
 
 
-def _money(state: dict) -> dict:
+def _cost_fields(state: dict) -> dict:
+    """The job fields a provider's journaled data sets: cost and credits left."""
     out = {}
     if state.get("cost") is not None:
         out["cost"] = state["cost"]

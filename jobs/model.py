@@ -18,8 +18,12 @@ ACTIVE = frozenset({"queued", "submitting", "running", "downloading"})
 #: fields written to the journal, in this order; nothing secret is ever among them
 JOURNAL_FIELDS = ("id", "provider", "state", "progress", "remote_id", "error", "error_code",
                   "files", "cost", "remaining_credits", "polls", "created_at", "updated_at",
-                  "submitted_at", "finished_at", "inputs", "provider_state", "submit_sent", "origin", "label",
+                  "submitted_at", "finished_at", "inputs", "service_data", "submit_sent", "auto_import", "label",
                   "imported_objects")
+
+
+#: journal fields written by earlier versions under other names
+LEGACY_FIELDS = {"origin": "auto_import", "provider_state": "service_data"}
 
 
 def new_job_id() -> str:
@@ -30,7 +34,7 @@ class Job:
     """One generation. Workers change it; everyone else reads it and may `wait()` on it."""
 
     def __init__(self, provider: str, inputs: dict, *, job_id: str | None = None,
-                 origin: dict | None = None, label: str = ""):
+                 auto_import: dict | None = None, label: str = ""):
         self.id = job_id or new_job_id()
         self.provider = provider
         self.state = "queued"
@@ -47,9 +51,11 @@ class Job:
         self.submitted_at: float | None = None   # when the service accepted it
         self.finished_at: float | None = None
         self.inputs = inputs
-        self.provider_state: dict = {}
+        self.service_data: dict = {}
         self.submit_sent = False
-        self.origin = origin or {}
+        #: where and how to import the result by itself when it is ready (the .blend, scene,
+        #: placement and size the artist chose when pressing Generate); empty: do not
+        self.auto_import = auto_import or {}
         self.label = label
         self.imported_objects: list[str] = []
         self._changed = threading.Condition()
@@ -93,6 +99,7 @@ class Job:
 
     @classmethod
     def from_json(cls, data: dict) -> "Job":
+        data = {LEGACY_FIELDS.get(key, key): value for key, value in data.items()}
         job = cls(data["provider"], data.get("inputs") or {}, job_id=data["id"])
         for name in JOURNAL_FIELDS:
             if name in data:

@@ -22,10 +22,11 @@ class RECON3D_OT_submit(bpy.types.Operator):
 
     def execute(self, context):
         form = context.scene.recon3d
-        origin = {"auto_import": True, "blend": bpy.data.filepath, "scene": context.scene.name,
-                  "placement": form.placement,
-                  "target_size": form.target_size if form.use_target_size else None,
-                  "match_camera": form.match_camera}
+        # Imported by itself when ready, into this file and scene, as chosen now.
+        auto_import = {"blend": bpy.data.filepath, "scene": context.scene.name,
+                       "placement": form.placement,
+                       "target_size": form.target_size if form.use_target_size else None,
+                       "match_camera": form.match_camera}
         caps = form.provider_class().capabilities
         try:
             job = api.submit(form.image_path, form.provider,
@@ -34,7 +35,7 @@ class RECON3D_OT_submit(bpy.types.Operator):
                              points=form.parsed_points() if caps.points else None,
                              boxes=form.parsed_boxes() if caps.boxes else None,
                              seed=form.seed if form.use_seed else None,
-                             options=form.chosen_options(), _origin=origin)
+                             options=form.chosen_options(), _auto_import=auto_import)
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import bpy
 
-from .. import runtime
+from ..addon import runtime
+from ..addon.form import option_attr
 
 MAX_LISTED_JOBS = 8
 STATE_ICONS = {"queued": "SORTTIME", "submitting": "EXPORT", "running": "PLAY",
@@ -56,7 +57,6 @@ class RECON3D_PT_generate(bpy.types.Panel):
         if cls.options:
             box = layout.box()
             box.label(text=f"{cls.label} options")
-            from ..properties import option_attr
             for spec in cls.options:
                 box.prop(form.options, option_attr(cls.id, spec.name))
         layout.operator("recon3d.submit", icon="MESH_MONKEY")

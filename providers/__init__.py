@@ -7,12 +7,12 @@ input checks, the engine) reads it rather than naming a provider.
 from __future__ import annotations
 
 import os
-import threading
 from typing import Callable
 
 from ..errors import InputError
-from .base import Capabilities, JobInputs, OptionSpec, PollStatus, Provider, ProviderSettings
-from .http import HttpClient, HttpConfig
+from .base import Provider
+from .declaration import Capabilities, JobInputs, OptionSpec, PollStatus, ProviderSettings
+from .http import HttpClient, HttpConfig, StopSignal
 from .runware import RunwareSam3D
 from .scenario import ScenarioPixal3D, ScenarioSam3D
 from .segmind import SegmindSam3D
@@ -35,14 +35,15 @@ def resolve_base_url(cls: type[Provider], preference_url: str = "") -> str:
 
 
 def make_provider(provider_id: str, settings: ProviderSettings, *,
-                  cancel_event: threading.Event | None = None,
+                  stop: StopSignal | None = None,
                   on_backoff: Callable[[float], None] | None = None,
                   sleep: Callable[[float], None] | None = None) -> Provider:
     cls = provider_class(provider_id)
     holder: list[Provider] = []
     config = HttpConfig(service=cls.service, base_url=settings.base_url,
                         auth_headers={}, allow_online=settings.allow_online)
-    kwargs = {"cancel_event": cancel_event, "on_backoff": on_backoff}
+    kwargs = {"stop": stop, "on_backoff": on_backoff,
+              "not_accepted": lambda resp: holder[0].not_accepted(resp)}
     if sleep is not None:
         kwargs["sleep"] = sleep
     http = HttpClient(config, lambda resp: holder[0].describe_error(resp), **kwargs)

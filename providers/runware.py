@@ -7,18 +7,16 @@ resume. The mask is required: input preparation derives one when the artist gave
 """
 from __future__ import annotations
 
-import base64
-import os
 import uuid
 
 import requests
 
 from ..errors import AuthError, ServiceError
 from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
-from .http import describe_status, json_body
+from .files import data_uri
+from .messages import describe_status, failure_reason, json_body
 
 MODEL = "meta:sam@3d"
-MIME = {".png": "image/png", ".jpg": "image/jpeg", ".jpeg": "image/jpeg", ".webp": "image/webp"}
 
 
 class RunwareSam3D(Provider):
@@ -42,8 +40,8 @@ class RunwareSam3D(Provider):
 
     def build_task(self, inputs: JobInputs, task_uuid: str) -> dict:
         task = {"taskType": "3dInference", "taskUUID": task_uuid, "model": MODEL,
-                "inputs": {"image": _data_uri(inputs.image_path),
-                           "mask": _data_uri(inputs.mask_paths[0])},
+                "inputs": {"image": data_uri(inputs.image_path),
+                           "mask": data_uri(inputs.mask_paths[0])},
                 "outputFormat": "GLB", "outputType": "URL", "deliveryMethod": "async",
                 "includeCost": True}
         if inputs.prompt:
@@ -82,7 +80,7 @@ class RunwareSam3D(Provider):
         files, cost = [], None
         for item in items:
             if str(item.get("status", "")).lower() == "error":
-                return PollStatus("failed", error=_error_text(item))
+                return PollStatus("failed", error=_reason(item))
             for entry in ((item.get("outputs") or {}).get("files") or []):
                 if isinstance(entry, dict) and entry.get("url"):
                     files.append(entry["url"])
@@ -94,16 +92,16 @@ class RunwareSam3D(Provider):
         done = files and (len(files) >= wanted or
                           any(str(i.get("status", "")).lower() == "success" for i in items))
         if done:
-            return PollStatus("done", progress=1.0, detail={"urls": files})
+            return PollStatus("done", progress=1.0, result={"urls": files})
         return PollStatus("running")
 
     def download(self, remote_id, status, state, job_dir) -> list[str]:
-        return self.download_each(job_dir, status.detail.get("urls") or [], lambda url: url)
+        return self.download_each(job_dir, status.result.get("urls") or [], lambda url: url)
 
     def _task_error(self, errors) -> Exception:
         first = errors[0] if isinstance(errors, list) and errors else {}
         code = str(first.get("code", "")).lower() if isinstance(first, dict) else ""
-        message = _error_text(first) if isinstance(first, dict) else str(first)
+        message = _reason(first)
         if "auth" in code or "apikey" in code.replace("_", ""):
             return AuthError(f"Runware says the API key is invalid ({message}). "
                              f"{self.key_hint()}")
@@ -117,7 +115,7 @@ class RunwareSam3D(Provider):
         errors = body.get("errors") if isinstance(body, dict) else None
         message = None
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            message = _error_text(errors[0])
+            message = failure_reason(errors[0])
         status = resp.status_code
         if status == 401:
             return AuthError(f"Runware says the API key is invalid"
@@ -134,15 +132,5 @@ def _items(body, task_uuid: str) -> list[dict]:
     return [i for i in data or [] if isinstance(i, dict) and i.get("taskUUID") in (None, task_uuid)]
 
 
-def _error_text(item: dict) -> str:
-    for key in ("message", "error", "responseContent"):
-        value = item.get(key)
-        if isinstance(value, str) and value.strip():
-            return " ".join(value.split())[:300]
-    return "no reason given"
-
-
-def _data_uri(path: str) -> str:
-    mime = MIME.get(os.path.splitext(path)[1].lower(), "image/png")
-    with open(path, "rb") as fh:
-        return f"data:{mime};base64,{base64.b64encode(fh.read()).decode('ascii')}"
+def _reason(item) -> str:
+    return failure_reason(item) or "no reason given"

@@ -15,7 +15,8 @@ import requests
 
 from ..errors import AuthError, ServiceError
 from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
-from .http import describe_status, json_body, reason_from_body
+from .files import read_base64
+from .messages import describe_status, json_body, reason_from_response
 
 RUNNING = {"pending", "queued", "warming-up", "in-progress", "finalizing", "processing"}
 
@@ -36,16 +37,15 @@ class ScenarioProvider(Provider):
 
     # -- upload ---------------------------------------------------------------------------------
     def upload(self, path: str, name: str) -> str:
-        with open(path, "rb") as fh:
-            data = base64.b64encode(fh.read()).decode("ascii")
-        resp = self.http.request("POST", "/assets", json_data={"image": data, "name": name})
+        resp = self.http.request("POST", "/assets",
+                                 json_data={"image": read_base64(path), "name": name})
         body = self.http.parse_json(resp)
         asset = body.get("asset") if isinstance(body, dict) else None
         asset_id = (asset or {}).get("id") or (body.get("assetId") if isinstance(body, dict)
                                                else None)
         if not asset_id:
             raise ServiceError("Scenario accepted the upload but returned no asset id. Try "
-                               "again later.", code="bad_response", transient=True)
+                               "again later.", code="bad_response")
         return str(asset_id)
 
     def upload_inputs(self, inputs: JobInputs, state: dict) -> None:
@@ -75,7 +75,7 @@ class ScenarioProvider(Provider):
         if not job_id:
             raise ServiceError("Scenario accepted the request but did not say which job it "
                                "started. Check your Scenario dashboard before trying again.",
-                               code="bad_response")
+                               code="ambiguous_submit")
         billing = (job or {}).get("billing") or {}
         if billing.get("cuCost") is not None:
             state["cost"] = billing["cuCost"]
@@ -95,7 +95,7 @@ class ScenarioProvider(Provider):
             assets = [str(a) for a in meta.get("assetIds") or []]
             if not assets:
                 return PollStatus("failed", error="the job finished without a model")
-            return PollStatus("done", progress=1.0, detail={"assetIds": assets})
+            return PollStatus("done", progress=1.0, result={"assetIds": assets})
         if status == "failure":
             reason = meta.get("error") or job.get("error") or "no reason given"
             hint = meta.get("hint")
@@ -110,13 +110,12 @@ class ScenarioProvider(Provider):
         url = asset.get("url")
         if not url:
             raise ServiceError("Scenario did not give a download address for the result. "
-                               "Try the import again later.", code="bad_response",
-                               transient=True)
+                               "Try the import again later.", code="bad_response")
         return url
 
     def download(self, remote_id, status, state, job_dir) -> list[str]:
         # Signed URLs expire: ask right before each download, and again on 403/404.
-        return self.download_each(job_dir, status.detail.get("assetIds") or [],
+        return self.download_each(job_dir, status.result.get("assetIds") or [],
                                   self.asset_url, refresh=True)
 
     def cancel(self, remote_id, state) -> None:
@@ -127,7 +126,7 @@ class ScenarioProvider(Provider):
             pass            # many job types cannot be canceled: best effort only
 
     def describe_error(self, resp: requests.Response):
-        reason = reason_from_body(resp, "message", "error", "detail")
+        reason = reason_from_response(resp)
         status = resp.status_code
         if status == 401:
             return AuthError(f"Scenario says the API key or secret is invalid"
@@ -144,7 +143,7 @@ class ScenarioProvider(Provider):
             return ServiceError(f"Scenario says your team is running too many jobs{cap}. "
                                 f"Recon3D waits and tries again; lower 'Jobs at Once' in "
                                 f"Preferences › Add-ons › Recon3D if this keeps happening.",
-                                code="rate_limited", transient=True)
+                                code="rate_limited")
         if status == 402:
             return ServiceError(f"Scenario says your team has no credits left"
                                 f"{': ' + reason if reason else ''}. Top up at scenario.com.",

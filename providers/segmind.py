@@ -14,10 +14,10 @@ import os
 import requests
 
 from ..errors import AuthError, JobFailed, ResultError, ServiceError
-from .base import (GLB_MAGIC, MAX_RESULT_BYTES, ZIP_MAGIC, Capabilities, JobInputs, KeySpec,
-                   OptionSpec, PollStatus, Provider, check_model_bytes, extract_glb_from_zip,
-                   sequence_of_pairs)
-from .http import describe_status, json_body, reason_from_body
+from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
+from .files import (MAX_RESULT_BYTES, MODEL_KINDS, check_model_bytes, extract_glb_from_zip,
+                    read_base64, remove_quietly, sniff, sniff_file, write_capped)
+from .messages import describe_status, failure_reason, json_body, reason_from_response
 
 MODEL_PATH = "/v2/sam-3d-objects"
 
@@ -40,13 +40,13 @@ class SegmindSam3D(Provider):
 
     # -- submit ---------------------------------------------------------------------------------
     def build_payload(self, inputs: JobInputs) -> dict:
-        payload: dict = {"image": _b64_file(inputs.image_path)}
+        payload: dict = {"image": read_base64(inputs.image_path)}
         if inputs.prompt:
             payload["prompt"] = inputs.prompt
         if inputs.mask_paths:
-            payload["mask"] = _b64_file(inputs.mask_paths[0])
+            payload["mask"] = read_base64(inputs.mask_paths[0])
         if inputs.points:
-            payload["point_coords"] = json.dumps(sequence_of_pairs(inputs.points),
+            payload["point_coords"] = json.dumps([[round(x), round(y)] for x, y in inputs.points],
                                                  separators=(",", ":"))
         if inputs.boxes:
             payload["bounding_box"] = json.dumps([int(round(v)) for v in inputs.boxes[0]],
@@ -66,7 +66,7 @@ class SegmindSam3D(Provider):
         if not request_id:
             raise ServiceError("Segmind accepted the request but did not say which job it "
                                "started. Check your Segmind dashboard before trying again.",
-                               code="bad_response")
+                               code="ambiguous_submit")
         return str(request_id)
 
     # -- poll -----------------------------------------------------------------------------------
@@ -81,7 +81,7 @@ class SegmindSam3D(Provider):
             return PollStatus("done", progress=1.0)
         if status in ("QUEUED", "PROCESSING", "IN_PROGRESS", "RUNNING", ""):
             return PollStatus("running")
-        return PollStatus("running", detail={"status": status})
+        return PollStatus("running")
 
     # -- download -------------------------------------------------------------------------------
     def download(self, remote_id, status, state, job_dir) -> list[str]:
@@ -93,9 +93,9 @@ class SegmindSam3D(Provider):
             self._note_credits(resp, state)
             chunks = resp.iter_content(1 << 20)
             first = next(chunks, b"")
-            if first.startswith(GLB_MAGIC) or first.startswith(ZIP_MAGIC):
+            if sniff(first) in MODEL_KINDS:
                 # The result endpoint answered with the model itself.
-                _write_stream(raw, first, chunks)
+                write_capped(raw, _chained(first, chunks), service=self.service)
                 return [self._finish_file(raw, dest)]
             body_text = first + b"".join(chunks)
         finally:
@@ -106,8 +106,8 @@ class SegmindSam3D(Provider):
                 raise ValueError("not an object")
         except ValueError:
             raise ServiceError("Segmind answered the result request with something that is "
-                               "not data. Try the import again later.", code="bad_response",
-                               transient=True) from None
+                               "not data. Try the import again later.",
+                               code="bad_response") from None
         if resp.status_code == 422 or str(body.get("status", "")).upper() == "FAILED":
             raise JobFailed(f"Segmind could not make the model: {_failure_reason(body)}")
         ref = _find_output(body.get("output"))
@@ -119,7 +119,7 @@ class SegmindSam3D(Provider):
                                check=lambda head: check_model_bytes(head, self.service),
                                on_expired=lambda: self._fresh_output_url(remote_id))
             return [self._finish_file(raw, dest)]
-        _write_stream(raw, _decode_base64(ref), iter(()))
+        write_capped(raw, [_decode_base64(ref)], service=self.service)
         return [self._finish_file(raw, dest)]
 
     def _fresh_output_url(self, remote_id: str) -> str:
@@ -133,21 +133,22 @@ class SegmindSam3D(Provider):
 
     def _finish_file(self, raw: str, dest: str) -> str:
         """A downloaded result is a GLB (renamed into place) or a ZIP (the GLB inside taken)."""
-        with open(raw, "rb") as fh:
-            head = fh.read(4)
         try:
-            check_model_bytes(head + b" " * 12, self.service)
-            if head == GLB_MAGIC:
+            kind = sniff_file(raw)
+            if kind == "glb":
                 os.replace(raw, dest)
                 return dest
-            return extract_glb_from_zip(raw, dest)
+            if kind == "zip":
+                return extract_glb_from_zip(raw, dest)
+            with open(raw, "rb") as fh:
+                check_model_bytes(fh.read(16), self.service)   # raises, saying what it is
+            return dest
         finally:
-            if os.path.exists(raw):
-                os.remove(raw)
+            remove_quietly(raw)
 
     # -- errors ---------------------------------------------------------------------------------
     def describe_error(self, resp: requests.Response):
-        reason = reason_from_body(resp)
+        reason = reason_from_response(resp)
         status = resp.status_code
         if status in (401, 403) and resp.request is not None and \
                 not resp.request.headers.get("x-api-key"):
@@ -179,22 +180,8 @@ class SegmindSam3D(Provider):
             state["remaining_credits"] = credits
 
 
-def _b64_file(path: str) -> str:
-    with open(path, "rb") as fh:
-        return base64.b64encode(fh.read()).decode("ascii")
-
-
 def _failure_reason(body) -> str:
-    if isinstance(body, dict):
-        for key in ("error", "message", "detail", "reason"):
-            value = body.get(key)
-            if isinstance(value, str) and value.strip():
-                return " ".join(value.split())[:300]
-            if isinstance(value, dict):
-                inner = _failure_reason(value)
-                if inner != "no reason given":
-                    return inner
-    return "no reason given"
+    return failure_reason(body) or "no reason given"
 
 
 def _find_output(output) -> str | None:
@@ -229,18 +216,6 @@ def _decode_base64(text: str) -> bytes:
                           "base64). Try generating again.") from None
 
 
-def _write_stream(path: str, first: bytes, rest) -> None:
-    written = 0
-    try:
-        with open(path, "wb") as fh:
-            fh.write(first)
-            written += len(first)
-            for chunk in rest:
-                written += len(chunk)
-                if written > MAX_RESULT_BYTES:
-                    raise ResultError("The result from Segmind is larger than Recon3D accepts.")
-                fh.write(chunk)
-    except BaseException:
-        if os.path.exists(path):
-            os.remove(path)
-        raise
+def _chained(first: bytes, rest):
+    yield first
+    yield from rest

@@ -255,7 +255,7 @@ def test_segmind_output_missing(run, emulator):
 def test_zip_without_glb_and_zip_slip_names(api, recon3d, tmp_path):
     import importlib
     import zipfile
-    base = importlib.import_module(f"{recon3d.__name__}.providers.base")
+    base = importlib.import_module(f"{recon3d.__name__}.providers.files")
     bad = tmp_path / "bad.zip"
     with zipfile.ZipFile(bad, "w") as archive:
         archive.writestr("../../evil.glb", b"glTF" + b"\0" * 100)
@@ -290,7 +290,7 @@ def test_persistent_503_on_submit_says_the_service_is_down(run, emulator):
 
 def test_endless_429_on_submit_gives_up_with_the_rate_limit_message(api, recon3d, run,
                                                                     emulator):
-    engine = recon3d.runtime.running_engine()
+    engine = recon3d.addon.runtime.running_engine()
     engine.rate_limit_give_up = 1.0
     try:
         emulator.fault(SUBMIT_PATH["scenario_sam3d"],

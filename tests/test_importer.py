@@ -82,7 +82,7 @@ def test_placement_scale_vertices_rotations_parents(recon3d, fixtures, fixture, 
     bare = bare_import(path)
     cursor = (1.25, -0.5, 0.3)
     bpy.context.scene.cursor.location = cursor
-    objects = recon3d.importer.import_files([path], name=f"T {fixture}", placement=placement,
+    objects = recon3d.blender.importer.import_files([path], name=f"T {fixture}", placement=placement,
                                             target_size=size)
     bpy.context.view_layer.update()
     place = np.array(expected_placement(bare, placement, cursor, size))
@@ -113,7 +113,7 @@ def test_placement_scale_vertices_rotations_parents(recon3d, fixtures, fixture, 
 
 
 def test_textured_result_keeps_its_material_and_packs_images(recon3d, fixtures):
-    objects = recon3d.importer.import_files([fixtures.path("textured.glb")], name="T tex")
+    objects = recon3d.blender.importer.import_files([fixtures.path("textured.glb")], name="T tex")
     mesh = objects[0].data
     mat = mesh.materials[0]
     textures = [n for n in mat.node_tree.nodes if n.type == "TEX_IMAGE"]
@@ -125,7 +125,7 @@ def test_textured_result_keeps_its_material_and_packs_images(recon3d, fixtures):
 def test_variations_are_laid_side_by_side(recon3d, fixtures):
     path = fixtures.path("blob.glb")
     bpy.context.scene.cursor.location = (0, 0, 0)
-    objects = recon3d.importer.import_files([path, path, path], name="T var",
+    objects = recon3d.blender.importer.import_files([path, path, path], name="T var",
                                             layout="side_by_side")
     assert len(objects) == 3
     boxes = []
@@ -203,7 +203,7 @@ def test_bad_results_raise_and_leave_the_file_exactly_as_it_was(recon3d, api, fi
     before = count_data()
     before_ids = snapshot_ids()
     with pytest.raises(api.Recon3DError) as info:
-        recon3d.importer.import_files([str(path)], name="T bad")
+        recon3d.blender.importer.import_files([str(path)], name="T bad")
     assert fragment in str(info.value), str(info.value)
     assert "Traceback" not in str(info.value)
     assert count_data() == before
@@ -212,7 +212,7 @@ def test_bad_results_raise_and_leave_the_file_exactly_as_it_was(recon3d, api, fi
 
 def test_vertex_coloured_result_renders_coloured_in_cycles(recon3d, fixtures, tmp_path):
     scene = bpy.context.scene
-    objects = recon3d.importer.import_files([fixtures.path("sam3d_posed.glb")], name="T col",
+    objects = recon3d.blender.importer.import_files([fixtures.path("sam3d_posed.glb")], name="T col",
                                             placement="origin")
     obj = objects[0]
     cam_data = bpy.data.cameras.new("cam")

@@ -65,7 +65,8 @@ def test_disable_leaves_no_classes_timers_handlers_or_threads(emulator, fixtures
         before_handlers = handler_counts()
         before_types = recon_types()
         mod = install_from_zip(ZIP, {str(tmp_path / 'repo')!r})
-        from bl_ext.recon3d_test.recon3d import api, bridge
+        from bl_ext.recon3d_test.recon3d import api
+        from bl_ext.recon3d_test.recon3d.blender import main_thread as bridge
         tick = bridge._tick
         job = api.submit({fixtures.path('photo.png')!r}, "segmind_sam3d", prompt="chair")
         deadline = time.time() + 20

@@ -149,7 +149,7 @@ def test_runware_killed_between_send_and_record_resends_same_task(emulator, fixt
                    Reply(200, {"data": []}, delay=30), after_service=True)
     job_id = _start_and_kill(emulator, fixtures, tmp_path, crash_env, "runware_sam3d",
                              lambda j: j.get("submit_sent") and emulator.runware.billed)
-    task = journal(crash_env["RECON3D_DATA_DIR"], job_id)["provider_state"]["taskUUID"]
+    task = journal(crash_env["RECON3D_DATA_DIR"], job_id)["service_data"]["taskUUID"]
     result = _resume(tmp_path, crash_env, job_id)
     assert result["state"] == "ready", result
     sent = [t["taskUUID"] for r in emulator.runware.bodies for t in r.json
@@ -221,7 +221,7 @@ def test_keys_never_reach_the_journal_data_folder_or_blend(api, emulator, fixtur
 
 def test_auto_import_only_into_the_file_it_came_from(api, recon3d, emulator, fixtures,
                                                     tmp_path):
-    bridge = importlib.import_module(f"{PKG}.bridge")
+    bridge = importlib.import_module(f"{PKG}.blender.main_thread")
     serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
     form = bpy.context.scene.recon3d
     form.image_path = fixtures.path("photo.png")

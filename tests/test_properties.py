@@ -22,7 +22,7 @@ sizes = st.floats(min_value=1e-3, max_value=20, allow_nan=False)
        placement=st.sampled_from(["cursor", "origin", "original"]))
 def test_placement_puts_the_bottom_centre_where_asked(recon3d, low, extent, target, size,
                                                      placement):
-    importer = importlib.import_module(f"{PKG}.importer")
+    importer = importlib.import_module(f"{PKG}.blender.importer")
     low = Vector(low)
     high = low + Vector(extent)
     place = importer.placement_matrix(low, high, placement, Vector(target), size)

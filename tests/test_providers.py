@@ -249,7 +249,7 @@ def test_declarations_drive_the_ui(recon3d):
     assert set(providers.REGISTRY) == {"scenario_sam3d", "scenario_pixal3d", "segmind_sam3d",
                                        "runware_sam3d"}
     form = bpy.context.scene.recon3d
-    listed = [item[0] for item in recon3d.properties._provider_items(form, bpy.context)]
+    listed = [item[0] for item in recon3d.addon.form._provider_items(form, bpy.context)]
     assert sorted(listed) == sorted(providers.REGISTRY)
     form.provider = "runware_sam3d"              # every declared provider is selectable
     assert form.provider == "runware_sam3d"
@@ -261,7 +261,7 @@ def test_declarations_drive_the_ui(recon3d):
 
 def test_operator_sends_what_the_form_declares(api, recon3d, emulator, fixtures):
     """The panel's form: options generated from the declaration; only changed ones are sent."""
-    props = recon3d.properties
+    props = recon3d.addon.form
     form = bpy.context.scene.recon3d
     serve(emulator, "scenario_pixal3d", [fixtures.glb("blob")])
     form.image_path = fixtures.path("photo.png")

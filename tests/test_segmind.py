@@ -172,7 +172,7 @@ def test_bad_input_refused_before_upload(api, emulator, fixtures, tmp_path, kwar
 
 def test_operator_job_imports_through_the_drain(api, recon3d, emulator, fixtures, posed):
     """The UI path: Generate → worker → drain() (what the timer calls) imports at the cursor."""
-    bridge = importlib.import_module(f"{PKG}.bridge")
+    bridge = importlib.import_module(f"{PKG}.blender.main_thread")
     form = bpy.context.scene.recon3d
     form.image_path = fixtures.path("photo.png")
     form.provider = "segmind_sam3d"

@@ -8,12 +8,15 @@ directly. The timer runs only while jobs are active and is removed on disable.
 """
 from __future__ import annotations
 
+import contextlib
 import queue
 import time
 
 import bpy
 
-from . import runtime
+from ..addon import runtime
+from ..errors import Recon3DError
+from . import importer
 
 TICK_SECONDS = 0.25
 
@@ -36,7 +39,7 @@ def drain(max_seconds: float = 0.01) -> int:
         if job is not None:
             changed[job_id] = job
     for job in changed.values():
-        if job.state == "ready" and job.origin.get("auto_import"):
+        if job.state == "ready" and job.auto_import:
             _auto_import(job)
     if handled:
         _redraw()
@@ -45,20 +48,19 @@ def drain(max_seconds: float = 0.01) -> int:
 
 def _auto_import(job) -> None:
     """Import into the file and scene the job came from; otherwise leave it 'ready'."""
-    from . import api
-    origin = job.origin
-    if origin.get("blend", "") != bpy.data.filepath:
+    settings = job.auto_import
+    if settings.get("blend", "") != bpy.data.filepath:
         return
-    scene = bpy.data.scenes.get(origin.get("scene", ""))
+    scene = bpy.data.scenes.get(settings.get("scene", ""))
     if scene is None or scene != bpy.context.scene:
         return
     # Timers run with a bare context; operators (the glTF importer, undo) want a window.
     with _ui_context():
         try:
-            api.import_job(job, placement=origin.get("placement", "cursor"),
-                           target_size=origin.get("target_size"),
-                           match_camera=bool(origin.get("match_camera")))
-        except api.Recon3DError as exc:
+            importer.import_job(job, placement=settings.get("placement", "cursor"),
+                                target_size=settings.get("target_size"),
+                                match_camera=bool(settings.get("match_camera")))
+        except Recon3DError as exc:
             runtime.engine().note_import_error(job, str(exc))
             return
         try:
@@ -69,7 +71,6 @@ def _auto_import(job) -> None:
 
 def _ui_context():
     """A context override with a window and a 3D View (when Blender has a UI)."""
-    import contextlib
     wm = getattr(bpy.context, "window_manager", None)
     for window in (wm.windows if wm else []):
         for area in window.screen.areas:

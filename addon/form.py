@@ -11,8 +11,8 @@ import bpy
 from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
                        StringProperty)
 
-from .errors import InputError
-from .providers import REGISTRY
+from ..errors import InputError
+from ..providers import REGISTRY
 
 
 def _provider_items(self, context):

@@ -15,11 +15,12 @@ from dataclasses import dataclass, field
 import bpy
 import numpy as np
 
-from .errors import InputError
+from ..errors import InputError
+from ..providers.declaration import as_boxes, as_points, check_prompts_inside, scale_prompts
+from ..providers.files import sniff
 
-#: formats uploaded as they are; anything else is re-encoded to PNG
-PASS_THROUGH = {"PNG": ".png", "JPEG": ".jpg"}
-MAGIC = {b"\x89PNG": "PNG", b"\xff\xd8\xff": "JPEG"}
+#: kinds of file (providers.files.sniff) uploaded as they are; anything else becomes a PNG
+PASS_THROUGH = {"png": ".png", "jpeg": ".jpg"}
 
 
 @dataclass
@@ -105,14 +106,11 @@ def _load(source, what: str, temp: _TempImages) -> tuple[bpy.types.Image, str | 
 
 
 def _kind(path: str | None, packed: bytes | None) -> str | None:
-    head = packed[:8] if packed is not None else None
+    head = packed[:16] if packed is not None else None
     if head is None and path:
         with open(path, "rb") as fh:
-            head = fh.read(8)
-    for magic, name in MAGIC.items():
-        if head and head.startswith(magic):
-            return name
-    return None
+            head = fh.read(16)
+    return sniff(head) if head else None
 
 
 def _save(img: bpy.types.Image, dest: str, file_format: str, size: tuple[int, int] | None,
@@ -156,7 +154,7 @@ def _write_image(img, path, packed, dest_stem, limits, temp) -> tuple[str, tuple
         else:
             shutil.copyfile(path, dest)
         return dest, size
-    formats = ["JPEG"] if kind == "JPEG" else ["PNG", "JPEG"]
+    formats = ["JPEG"] if kind == "jpeg" else ["PNG", "JPEG"]
     for _ in range(8):
         for file_format in formats:
             dest = dest_stem + (".jpg" if file_format == "JPEG" else ".png")
@@ -206,12 +204,10 @@ def prepare(job_dir: str, image, *, mask=None, points=None, boxes=None,
     with _TempImages() as temp:
         img, path, packed = _load(image, "image", temp)
         original = (int(img.size[0]), int(img.size[1]))
-        points = [_pair(p, "point") for p in points or []]
-        boxes = [_box(b) for b in boxes or []]
-        _check_inside(points, boxes, original)
+        points, boxes = as_points(points), as_boxes(boxes)
+        check_prompts_inside(points, boxes, original)
         image_path, size = _write_image(img, path, packed, os.path.join(job_dir, "input"),
                                         limits, temp)
-        sx, sy = size[0] / original[0], size[1] / original[1]
         masks = []
         mask_list = [] if mask is None else (list(mask) if isinstance(mask, (list, tuple))
                                              else [mask])
@@ -225,39 +221,6 @@ def prepare(job_dir: str, image, *, mask=None, points=None, boxes=None,
                                size, temp))
         if not masks and limits.derive_mask:
             masks.append(_derive_mask(img, size, os.path.join(job_dir, "mask-0.png"), temp))
-    # Pixel centres map to pixel centres; box edges map to box edges.
-    return Prepared(image_path=image_path, image_size=size, mask_paths=masks,
-                    points=[(min(max((x + 0.5) * sx - 0.5, 0.0), size[0] - 1.0),
-                             min(max((y + 0.5) * sy - 0.5, 0.0), size[1] - 1.0))
-                            for x, y in points],
-                    boxes=[(a * sx, b * sy, c * sx, d * sy) for a, b, c, d in boxes],
-                    original_size=original)
-
-
-def _check_inside(points, boxes, size) -> None:
-    width, height = size
-    for x, y in points:
-        if not (0 <= x < width and 0 <= y < height):
-            raise InputError(f"The point ({x:g}, {y:g}) lies outside the image "
-                             f"({width}×{height} px).")
-    for x1, y1, x2, y2 in boxes:
-        if not (0 <= x1 < x2 <= width and 0 <= y1 < y2 <= height):
-            raise InputError(f"The box ({x1:g}, {y1:g}, {x2:g}, {y2:g}) must lie inside the "
-                             f"image ({width}×{height} px) with x1 < x2 and y1 < y2.")
-
-
-def _pair(value, what) -> tuple[float, float]:
-    try:
-        x, y = value
-        return float(x), float(y)
-    except (TypeError, ValueError):
-        raise InputError(f"Each {what} must be (x, y) in pixels; got {value!r}.") from None
-
-
-def _box(value) -> tuple[float, float, float, float]:
-    try:
-        x1, y1, x2, y2 = value
-        return float(x1), float(y1), float(x2), float(y2)
-    except (TypeError, ValueError):
-        raise InputError(f"Each box must be (x1, y1, x2, y2) in pixels; got {value!r}.") \
-            from None
+    points, boxes = scale_prompts(points, boxes, original, size)
+    return Prepared(image_path=image_path, image_size=size, mask_paths=masks, points=points,
+                    boxes=boxes, original_size=original)

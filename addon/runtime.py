@@ -11,11 +11,11 @@ import threading
 
 import bpy
 
-from . import preferences
-from .errors import AuthError, NetworkBlocked
-from .jobs import DEFAULT_MAX_IN_FLIGHT, Engine
-from .providers import ProviderSettings, provider_class, resolve_base_url
-from .providers.http import is_loopback
+from ..errors import AuthError, NetworkBlocked
+from ..jobs import DEFAULT_MAX_IN_FLIGHT, Engine
+from ..providers import REGISTRY, ProviderSettings, provider_class, resolve_base_url
+from ..providers.http import is_loopback
+from . import EXTENSION_PACKAGE, preferences
 
 _engine: Engine | None = None
 _settings: dict[str, ProviderSettings] = {}
@@ -24,7 +24,7 @@ _settings_lock = threading.Lock()
 
 def data_dir() -> str:
     path = os.environ.get("RECON3D_DATA_DIR") or bpy.utils.extension_path_user(
-        __package__, create=True)
+        EXTENSION_PACKAGE, create=True)
     os.makedirs(path, exist_ok=True)
     return path
 
@@ -64,7 +64,6 @@ def resolve_settings(provider_id: str) -> ProviderSettings:
 
 
 def refresh_settings() -> None:
-    from .providers import REGISTRY
     fresh = {pid: resolve_settings(pid) for pid in REGISTRY}
     with _settings_lock:
         _settings.update(fresh)
@@ -103,6 +102,7 @@ def check_ready_to_send(provider_id: str) -> ProviderSettings:
 
 def start() -> None:
     """On enable: resume the journal's unfinished jobs right away (no timer needed)."""
+    preferences.on_change = refresh_settings
     eng = engine()
     eng.resume()
 
@@ -112,5 +112,6 @@ def stop() -> None:
     if _engine is not None:
         _engine.shutdown()
         _engine = None
+    preferences.on_change = None
     with _settings_lock:
         _settings.clear()

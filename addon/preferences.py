@@ -6,16 +6,21 @@ from __future__ import annotations
 import bpy
 from bpy.props import IntProperty, StringProperty
 
-from .providers import REGISTRY
+from ..providers import REGISTRY
+from . import EXTENSION_PACKAGE
+
+#: called when a preference changes (the running engine re-reads its settings); set by
+#: addon.runtime, which reads the preferences, so this module does not import it
+on_change = None
 
 
 def _changed(self, context):
-    from . import runtime
-    runtime.refresh_settings()
+    if on_change is not None:
+        on_change()
 
 
 class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
-    bl_idname = __package__
+    bl_idname = EXTENSION_PACKAGE
 
     scenario_api_key: StringProperty(name="Scenario API Key", subtype="PASSWORD",
                                      description="From Scenario › Project Settings › API Keys "
@@ -61,7 +66,7 @@ class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
 
 def get(context=None):
     context = context or bpy.context
-    addon = context.preferences.addons.get(__package__)
+    addon = context.preferences.addons.get(EXTENSION_PACKAGE)
     return addon.preferences if addon else None
 
 

@@ -1,0 +1,28 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+""""Match Photo Camera": a camera that sees the photo as the service did (bpy)."""
+from __future__ import annotations
+
+import math
+
+import bpy
+
+def match_photo_camera(photo_path: str, name: str, collection, scene) -> bpy.types.Object:
+    """A camera at the origin looking along +Y, the photo as its background and the scene's
+    output shaped like the photo, so results placed 'original' line up with the photo."""
+    image = bpy.data.images.load(photo_path, check_existing=True)
+    width, height = image.size
+    data = bpy.data.cameras.new(f"{name} Camera")
+    data.sensor_fit = "AUTO"
+    data.show_background_images = True
+    background = data.background_images.new()
+    background.image = image
+    background.alpha = 1.0
+    camera = bpy.data.objects.new(f"{name} Camera", data)
+    camera.rotation_euler = (math.pi / 2, 0.0, 0.0)     # Blender cameras look down local -Z
+    collection.objects.link(camera)
+    if width and height:
+        render = scene.render
+        render.resolution_y = max(1, round(render.resolution_x * height / width))
+    if scene.camera is None:
+        scene.camera = camera
+    return camera

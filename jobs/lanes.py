@@ -1,0 +1,100 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Lanes: the jobs of one provider, at most N in flight, and what their workers wait on.
+bpy-free."""
+from __future__ import annotations
+
+import threading
+import time
+from collections import deque
+from typing import Callable
+
+from ..errors import Canceled
+from .model import Job
+
+class Stopped(Exception):
+    """The engine is shutting down (extension disabled): leave the job as journaled."""
+
+
+class StopSignal:
+    """What a worker waits on: its job's cancel, or the engine shutting down.
+
+    `wait(seconds)` returns True when the worker should stop; the HTTP layer uses it for its
+    retry pauses, so a cancel interrupts a backoff at once."""
+
+    def __init__(self, job: Job, stopping: threading.Event):
+        self.job = job
+        self.stopping = stopping
+
+    def wait(self, seconds: float) -> bool:
+        deadline = time.monotonic() + max(seconds, 0.0)
+        while True:
+            if self.job.cancel_event.is_set() or self.stopping.is_set():
+                return True
+            remaining = deadline - time.monotonic()
+            if remaining <= 0:
+                return False
+            self.job.cancel_event.wait(min(remaining, 0.2))
+
+    def raise_if_stopped(self) -> None:
+        if self.job.cancel_event.is_set():
+            raise Canceled("The job was canceled.")
+        if self.stopping.is_set():
+            raise Stopped()
+
+
+class Lane:
+    """Jobs of one provider: at most `limit` in flight, the rest waiting in submission order.
+    A 429 from the service pauses the whole lane instead of failing jobs."""
+
+    def __init__(self, provider_id: str, limit: int, stopping: threading.Event,
+                 run: Callable[[Job, str, "Lane"], None]):
+        self.stopping = stopping
+        self.run = run
+        self.provider_id = provider_id
+        self.limit = max(1, int(limit))
+        self.pending: deque[tuple[Job, str]] = deque()
+        self.active = 0
+        self.lock = threading.Lock()
+        self.backoff_until = 0.0
+
+    def enqueue(self, job: Job, step: str) -> None:
+        with self.lock:
+            self.pending.append((job, step))
+        self.spawn()
+
+    def remove(self, job: Job) -> bool:
+        with self.lock:
+            for item in list(self.pending):
+                if item[0] is job:
+                    self.pending.remove(item)
+                    return True
+        return False
+
+    def spawn(self) -> None:
+        with self.lock:
+            while self.active < self.limit and self.pending:
+                self.active += 1
+                threading.Thread(target=self._worker, name=f"recon3d-{self.provider_id}",
+                                 daemon=True).start()
+
+    def slow_down(self, seconds: float) -> None:
+        """Called by the HTTP layer on a 429: every job of this lane waits that long."""
+        with self.lock:
+            self.backoff_until = max(self.backoff_until, time.monotonic() + seconds)
+
+    def wait_backoff(self, stop: StopSignal) -> None:
+        while True:
+            remaining = self.backoff_until - time.monotonic()
+            if remaining <= 0:
+                return
+            if stop.wait(remaining):
+                stop.raise_if_stopped()
+
+    def _worker(self) -> None:
+        while True:
+            with self.lock:
+                if not self.pending or self.stopping.is_set() or self.active > self.limit:
+                    self.active -= 1
+                    return
+                job, step = self.pending.popleft()
+            self.run(job, step, self)
