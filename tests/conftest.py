@@ -28,6 +28,14 @@ from emulator import TEST_KEYS, Emulator  # noqa: E402
 from rig import REPO_MODULE, install_from_zip  # noqa: E402
 
 PKG = f"bl_ext.{REPO_MODULE}.recon3d"
+#: Recon3D's own modules as installed (a warning is attributed to the module that raised it,
+#: or to its caller with stacklevel=2, as numpy and Blender's deprecations do)
+OWN_MODULES = r"bl_ext\.\w+\.recon3d(\.|$)"
+
+
+def pytest_configure(config):
+    """A DeprecationWarning from Recon3D's own code fails the test that caused it."""
+    config.addinivalue_line("filterwarnings", f"error::DeprecationWarning:{OWN_MODULES}")
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="recon3d-tests-"))
 for var, sub in (("BLENDER_USER_RESOURCES", "user"), ("RECON3D_DATA_DIR", "data")):
@@ -135,7 +143,8 @@ def fresh(request, emulator):
 
 def _child_code(code: str) -> str:
     prelude = textwrap.dedent(f"""
-        import json, os, sys, importlib
+        import json, os, sys, importlib, warnings
+        warnings.filterwarnings("error", category=DeprecationWarning, module={OWN_MODULES!r})
         sys.path.insert(0, {str(TESTS)!r})
         import bpy
         ZIP = {str(zip_path())!r}

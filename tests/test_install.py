@@ -1,15 +1,21 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
-"""The built zip: valid, free of tests/tooling, installs and enables, disables cleanly."""
+"""The built zip: valid, only the extension's own files, installs and enables, disables cleanly."""
 from __future__ import annotations
 
+import os
+import shutil
 import subprocess
 import sys
 import zipfile
 from pathlib import Path
 
 import bpy
+import pytest
 
 from conftest import PKG, ROOT, SESSION_DIR, run_blender, zip_path
+
+sys.path.insert(0, str(ROOT / "tools"))
+import build  # noqa: E402
 
 
 def _ext_tool() -> list[str]:
@@ -25,19 +31,31 @@ def test_blender_validates_manifest_and_zip():
         assert "Success" in proc.stdout
 
 
-def test_zip_ships_no_tests_benchmarks_or_tooling():
+def test_zip_holds_only_the_extensions_own_files():
     with zipfile.ZipFile(zip_path()) as archive:
-        names = archive.namelist()
+        names = [n for n in archive.namelist() if not n.endswith("/")]
     assert "blender_manifest.toml" in names and "__init__.py" in names
     assert "providers/segmind.py" in names and "jobs/engine.py" in names
-    leaked = [n for n in names if n.split("/")[0] in {"tests", "bench", "tools", ".ci", "dist"}
-              or "__pycache__" in n or n.endswith(".pyc")]
-    assert leaked == []
-    # Only the extension's own kinds of file: anything else (caches, databases) is a leak.
-    allowed = {"LICENSE", "README.md", "blender_manifest.toml"}
-    strays = [n for n in names if not n.endswith("/") and not n.endswith(".py")
-              and n not in allowed]
-    assert strays == []
+    # The extension is its manifest, LICENSE, README.md and its packages' .py modules: no
+    # tests, benchmarks, tooling, caches, saved .blend files or anything else.
+    assert build.strays(names) == []
+    assert sorted(names) == sorted(build.source_files(ROOT))     # and all of them ship
+
+
+def test_strays_are_found_and_the_build_refuses_them(tmp_path):
+    names = ["__init__.py", "blender_manifest.toml", "providers/__init__.py",
+             "providers/segmind.py", "recon3d-demo.blend", "tests/conftest.py", "notes/x.py",
+             "providers/__pycache__/segmind.cpython-311.pyc", "dist/recon3d-0.1.0.zip"]
+    assert build.strays(names) == sorted(names[4:])
+    # A saved .blend in a copy of the source tree: the build stops before making any zip.
+    source = tmp_path / "source"
+    for name in build.source_files(ROOT):
+        (source / name).parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(ROOT / name, source / name)
+    (source / "recon3d-demo.blend").write_bytes(b"BLENDER-v")
+    with pytest.raises(SystemExit, match="recon3d-demo.blend"):
+        build.build(tmp_path / "out", os.environ["RECON3D_RELEASE"], source=source)
+    assert not (tmp_path / "out").exists()
 
 
 def test_installed_from_zip_into_throwaway_repo_and_enabled(recon3d):

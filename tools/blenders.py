@@ -6,11 +6,14 @@ tools (pytest, jsonschema, hypothesis) live here and never in the extension zip.
 """
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+sys.dont_write_bytecode = True     # nothing a tool runs may land in the source tree
 
 # name -> pinned requirements. Library pins follow what each Blender release bundles.
 RELEASES: dict[str, list[str]] = {
@@ -18,7 +21,13 @@ RELEASES: dict[str, list[str]] = {
             "idna==3.7", "certifi==2024.7.4", "numpy==1.24.3"],
     "4.5": ["bpy==4.5.15", "requests==2.32.3", "urllib3==2.2.3", "numpy==1.26.4"],
     "5.0": ["bpy==5.0.1", "requests==2.32.3", "urllib3==2.5.0", "numpy==1.26.4"],
+    # 5.2 LTS: Blender's build_files/build_environment/cmake/versions.cmake of the libraries
+    # the bpy 5.2.3 wheel was built with (its libpng 1.6.58 and FFmpeg 8.1 match).
+    "5.2": ["bpy==5.2.3", "requests==2.32.3", "urllib3==2.4.0", "charset-normalizer==3.4.1",
+            "idna==3.10", "certifi==2025.4.26", "numpy==2.3.4"],
 }
+#: releases whose bpy wheel needs another Python than the 3.11 running the tools
+PYTHON_313 = {"5.2"}
 # rfc3986-validator lets jsonschema check "format": "uri" (else it passes anything)
 TEST_TOOLS = ["pytest==8.3.4", "jsonschema==4.23.0", "rfc3986-validator==0.1.1",
               "hypothesis==6.122.3"]
@@ -35,18 +44,43 @@ def venv_python(release: str) -> Path:
     return cache_root() / f"venv-{release}" / "bin" / "python"
 
 
+def base_python(release: str, log=print) -> str:
+    """The interpreter a release's venv is made from."""
+    if release in PYTHON_313:
+        import python313
+        return str(python313.find(log))
+    return sys.executable
+
+
 def ensure_venv(release: str, log=print) -> Path:
-    """Create (once) the venv for a release; reinstall only when its pins change."""
+    """Create (once) the venv for a release; reinstall only when its pins (or, for 3.13, the
+    base interpreter) change. A lock keeps concurrent runs from building it twice."""
     reqs = RELEASES[release] + TEST_TOOLS
-    digest = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:16]
+    base = base_python(release, log) if release in PYTHON_313 else None
+    digest = hashlib.sha256("\n".join(reqs + ([base] if base else [])).encode()).hexdigest()[:16]
     root = cache_root() / f"venv-{release}"
     marker = root / ".recon3d-pins"
     py = root / "bin" / "python"
-    if py.exists() and marker.exists() and marker.read_text().strip() == digest:
+
+    def ready() -> bool:
+        return py.exists() and marker.exists() and marker.read_text().strip() == digest
+
+    if ready():
         return py
-    log(f"[venv {release}] installing {' '.join(reqs)}")
     root.parent.mkdir(parents=True, exist_ok=True)
-    subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
+    with open(root.parent / f"venv-{release}.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        if ready():                     # another run made it while we waited
+            return py
+        _install(release, root, base or sys.executable, reqs, log)
+        marker.write_text(digest)
+    return py
+
+
+def _install(release: str, root: Path, base: str, reqs: list[str], log) -> None:
+    log(f"[venv {release}] installing {' '.join(reqs)}")
+    subprocess.run([base, "-m", "venv", "--clear", str(root)], check=True)
+    py = root / "bin" / "python"
     # pip's output goes to a log, shown only if the install fails.
     log_path = root / "pip-install.log"
     with open(log_path, "w") as fh:
@@ -55,8 +89,6 @@ def ensure_venv(release: str, log=print) -> Path:
     if code != 0:
         sys.stderr.write(log_path.read_text()[-5000:])
         raise SystemExit(f"[venv {release}] pip install failed (exit {code}); log: {log_path}")
-    marker.write_text(digest)
-    return py
 
 
 def bpy_scripts_dir(release: str) -> Path:

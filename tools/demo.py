@@ -8,12 +8,15 @@ pinned bpy module of the chosen release), and runs `recon3d generate` — the sa
 `blender --command recon3d generate` — on a photo. By default the hosted service is played by
 the provider emulator from tests/ on loopback (no key or network needed), returning a
 SAM-3D-shaped model; with --real it talks to the real service using your key from the
-environment (SEGMIND_API_KEY, …). The result is saved as a .blend you can open in Blender.
+environment (SEGMIND_API_KEY, …). The result is saved as a .blend you can open in Blender,
+by default ~/.cache/recon3d/demo/recon3d-demo.blend (never in the source tree; the path is
+printed at the end). Everything else it makes lives in a temp dir removed at the end.
 """
 from __future__ import annotations
 
 import argparse
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -72,25 +75,35 @@ def main() -> int:
     parser.add_argument("--photo", help="input photo (default: a generated test photo)")
     parser.add_argument("--prompt", default="chair")
     parser.add_argument("--provider", default="segmind_sam3d")
-    parser.add_argument("--output", default=str(Path.cwd() / "recon3d-demo.blend"))
+    parser.add_argument("--output", default=str(blenders.cache_root() / "demo" /
+                                                "recon3d-demo.blend"))
     parser.add_argument("--real", action="store_true",
                         help="use the real hosted service (needs its key in the environment)")
     args = parser.parse_args()
 
     py = blenders.ensure_venv(args.release)
+    output = os.path.abspath(args.output)
+    os.makedirs(os.path.dirname(output), exist_ok=True)
     work = tempfile.mkdtemp(prefix="recon3d-demo-")
+    try:
+        result = _run(args, py, work, output)
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    print(f"demo: {'done, open ' + output + ' in Blender' if result == 0 else 'failed'}")
+    return result
+
+
+def _run(args, py, work: str, output: str) -> int:
     zip_path = build.build(Path(work) / "dist", args.release)
     env = dict(os.environ, BLENDER_USER_RESOURCES=os.path.join(work, "user"),
-               RECON3D_DATA_DIR=os.path.join(work, "data"))
+               RECON3D_DATA_DIR=os.path.join(work, "data"), PYTHONDONTWRITEBYTECODE="1")
     code = CHILD
     for name, value in (("ROOT", str(ROOT)), ("WORK", work), ("ZIP", str(zip_path)),
                         ("PHOTO", args.photo and os.path.abspath(args.photo)),
                         ("PROMPT", args.prompt), ("PROVIDER", args.provider),
-                        ("OUTPUT", os.path.abspath(args.output)), ("REAL", args.real)):
+                        ("OUTPUT", output), ("REAL", args.real)):
         code = f"{name} = {value!r}\n" + code
-    result = subprocess.call([str(py), "-c", code], env=env)
-    print(f"demo: {'done, open ' + args.output + ' in Blender' if result == 0 else 'failed'}")
-    return result
+    return subprocess.call([str(py), "-c", code], env=env)
 
 
 if __name__ == "__main__":
