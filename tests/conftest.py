@@ -28,6 +28,8 @@ from emulator import TEST_KEYS, Emulator  # noqa: E402
 from rig import REPO_MODULE, install_from_zip  # noqa: E402
 
 PKG = f"bl_ext.{REPO_MODULE}.recon3d"
+# The SDK conformance suite runs in its own venv (tools/conformance.py), never inside Blender.
+collect_ignore = ["conformance"]
 
 SESSION_DIR = Path(tempfile.mkdtemp(prefix="recon3d-tests-"))
 for var, sub in (("BLENDER_USER_RESOURCES", "user"), ("RECON3D_DATA_DIR", "data")):

@@ -37,14 +37,19 @@ def venv_python(release: str) -> Path:
 
 def ensure_venv(release: str, log=print) -> Path:
     """Create (once) the venv for a release; reinstall only when its pins change."""
-    reqs = RELEASES[release] + TEST_TOOLS
+    return ensure_pinned_venv(f"venv-{release}", RELEASES[release] + TEST_TOOLS, log)
+
+
+def ensure_pinned_venv(name: str, reqs: list[str], log=print) -> Path:
+    """Create (once) the venv `name` under cache_root() holding exactly these pinned
+    requirements; reinstall only when the pins change. Returns its python."""
     digest = hashlib.sha256("\n".join(reqs).encode()).hexdigest()[:16]
-    root = cache_root() / f"venv-{release}"
+    root = cache_root() / name
     marker = root / ".recon3d-pins"
     py = root / "bin" / "python"
     if py.exists() and marker.exists() and marker.read_text().strip() == digest:
         return py
-    log(f"[venv {release}] installing {' '.join(reqs)}")
+    log(f"[{name}] installing {' '.join(reqs)}")
     root.parent.mkdir(parents=True, exist_ok=True)
     subprocess.run([sys.executable, "-m", "venv", "--clear", str(root)], check=True)
     # pip's output goes to a log, shown only if the install fails.
@@ -54,7 +59,7 @@ def ensure_venv(release: str, log=print) -> Path:
                                stderr=subprocess.STDOUT)
     if code != 0:
         sys.stderr.write(log_path.read_text()[-5000:])
-        raise SystemExit(f"[venv {release}] pip install failed (exit {code}); log: {log_path}")
+        raise SystemExit(f"[{name}] pip install failed (exit {code}); log: {log_path}")
     marker.write_text(digest)
     return py
 

@@ -22,6 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blenders  # noqa: E402
 import build  # noqa: E402
+import conformance  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -29,6 +30,8 @@ ROOT = Path(__file__).resolve().parent.parent
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--release", action="append", choices=sorted(blenders.RELEASES))
+    parser.add_argument("--no-conformance", action="store_true",
+                        help="skip the SDK conformance suite (tools/conformance.py)")
     args, pytest_args = parser.parse_known_args()
     releases = args.release or list(blenders.RELEASES)
 
@@ -68,8 +71,17 @@ def main() -> int:
         print(f"[tests] Blender {release}: exit {code} in {time.monotonic() - t0:.0f} s",
               flush=True)
 
+    if args.no_conformance:
+        print("\n[tests] SDK conformance: SKIPPED (--no-conformance)", flush=True)
+    else:
+        code, counts = conformance.run(_run_and_count, pytest_args)
+        results[conformance.LABEL] = code
+        totals = {key: totals[key] + counts.get(key, 0) for key in totals}
+        totals["error"] += int(code != 0 and not counts.get("failed") and not counts.get("error"))
+
     print("\n[tests] summary: " + ", ".join(
-        f"Blender {r} {'passed' if c == 0 else f'FAILED (exit {c})'}" for r, c in results.items())
+        f"{r if r == conformance.LABEL else f'Blender {r}'} "
+        f"{'passed' if c == 0 else f'FAILED (exit {c})'}" for r, c in results.items())
         + f" — {time.monotonic() - started:.0f} s in all")
     print(f"tests: {totals['passed']} passed, {totals['failed'] + totals['error']} failed")
     return 0 if all(c == 0 for c in results.values()) else 1
