@@ -54,11 +54,18 @@ def base_python(release: str, log=print) -> str:
 
 def ensure_venv(release: str, log=print) -> Path:
     """Create (once) the venv for a release; reinstall only when its pins (or, for 3.13, the
-    base interpreter) change. A lock keeps concurrent runs from building it twice."""
-    reqs = RELEASES[release] + TEST_TOOLS
+    base interpreter) change."""
     base = base_python(release, log) if release in PYTHON_313 else None
+    return ensure_pinned_venv(f"venv-{release}", RELEASES[release] + TEST_TOOLS, log, base=base)
+
+
+def ensure_pinned_venv(name: str, reqs: list[str], log=print, *, base: str | None = None) -> Path:
+    """Create (once) the venv `name` under cache_root() holding exactly these pinned
+    requirements, made from `base` (else the Python running this); reinstall only when the pins
+    or the base change. A lock keeps concurrent runs from building it twice. Returns its
+    python."""
     digest = hashlib.sha256("\n".join(reqs + ([base] if base else [])).encode()).hexdigest()[:16]
-    root = cache_root() / f"venv-{release}"
+    root = cache_root() / name
     marker = root / ".recon3d-pins"
     py = root / "bin" / "python"
 
@@ -68,27 +75,22 @@ def ensure_venv(release: str, log=print) -> Path:
     if ready():
         return py
     root.parent.mkdir(parents=True, exist_ok=True)
-    with open(root.parent / f"venv-{release}.lock", "w") as lock:
+    with open(root.parent / f"{name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
         if ready():                     # another run made it while we waited
             return py
-        _install(release, root, base or sys.executable, reqs, log)
+        log(f"[{name}] installing {' '.join(reqs)}")
+        subprocess.run([base or sys.executable, "-m", "venv", "--clear", str(root)], check=True)
+        # pip's output goes to a log, shown only if the install fails.
+        log_path = root / "pip-install.log"
+        with open(log_path, "w") as fh:
+            code = subprocess.call([str(py), "-m", "pip", "install", *reqs], stdout=fh,
+                                   stderr=subprocess.STDOUT)
+        if code != 0:
+            sys.stderr.write(log_path.read_text()[-5000:])
+            raise SystemExit(f"[{name}] pip install failed (exit {code}); log: {log_path}")
         marker.write_text(digest)
     return py
-
-
-def _install(release: str, root: Path, base: str, reqs: list[str], log) -> None:
-    log(f"[venv {release}] installing {' '.join(reqs)}")
-    subprocess.run([base, "-m", "venv", "--clear", str(root)], check=True)
-    py = root / "bin" / "python"
-    # pip's output goes to a log, shown only if the install fails.
-    log_path = root / "pip-install.log"
-    with open(log_path, "w") as fh:
-        code = subprocess.call([str(py), "-m", "pip", "install", *reqs], stdout=fh,
-                               stderr=subprocess.STDOUT)
-    if code != 0:
-        sys.stderr.write(log_path.read_text()[-5000:])
-        raise SystemExit(f"[venv {release}] pip install failed (exit {code}); log: {log_path}")
 
 
 def bpy_scripts_dir(release: str) -> Path:

@@ -27,6 +27,7 @@ sys.dont_write_bytecode = True     # nothing a tool runs may land in the source 
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blenders  # noqa: E402
+import conformance  # noqa: E402
 import build  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -38,6 +39,8 @@ def main() -> int:
     parser.add_argument("--jobs", type=int, default=2, metavar="N",
                         help="releases tested side by side (default 2; the suite mostly "
                              "waits on the emulator)")
+    parser.add_argument("--no-conformance", action="store_true",
+                        help="skip the SDK conformance suite (tools/conformance.py)")
     args, pytest_args = parser.parse_known_args()
     releases = args.release or list(blenders.RELEASES)
 
@@ -59,13 +62,21 @@ def main() -> int:
     finally:
         shutil.rmtree(out_dir, ignore_errors=True)
 
+    results = [(f"Blender {r}", c, counts, t) for r, c, counts, t in results]
+    if args.no_conformance:
+        print("\n[tests] SDK conformance: SKIPPED (--no-conformance)", flush=True)
+    else:
+        t0 = time.monotonic()
+        code, counts = conformance.run(_run_and_count, pytest_args)
+        results.append((conformance.LABEL, code, counts, time.monotonic() - t0))
+
     totals = {"passed": 0, "failed": 0}
     for _, code, counts, _ in results:
         totals["passed"] += counts.get("passed", 0)
         failed = counts.get("failed", 0) + counts.get("error", 0)
         totals["failed"] += failed or (code != 0)   # a crash or an interrupted run counts too
     print("\n[tests] summary: " + ", ".join(
-        f"Blender {r} {'passed' if c == 0 else f'FAILED (exit {c})'} ({t:.0f} s)"
+        f"{r} {'passed' if c == 0 else f'FAILED (exit {c})'} ({t:.0f} s)"
         for r, c, _, t in results) + f" — {time.monotonic() - started:.0f} s in all")
     print(f"tests: {totals['passed']} passed, {totals['failed']} failed")
     return 0 if all(c == 0 for _, c, _, _ in results) else 1
@@ -95,7 +106,8 @@ def _run_release(release: str, zip_path: Path, pytest_args: list[str], live: boo
         })
         for var in ("RECON3D_DATA_DIR", "RECON3D_SEGMIND_URL", "RECON3D_SCENARIO_URL",
                     "RECON3D_RUNWARE_URL", "SEGMIND_API_KEY", "RUNWARE_API_KEY",
-                    "SCENARIO_SDK_API_KEY", "SCENARIO_SDK_API_SECRET"):
+                    "SCENARIO_SDK_API_KEY", "SCENARIO_SDK_API_SECRET", "RECON3D_FAL_URL",
+                    "RECON3D_FAL_REST_URL", "FAL_KEY"):
             env.pop(var, None)          # the tests set their own, pointing at loopback
         cmd = [str(blenders.venv_python(release)), "-m", "pytest", "-p", "no:cacheprovider",
                "-q", "-rfEs", str(ROOT / "tests"), *pytest_args]
@@ -116,6 +128,17 @@ def _run_release(release: str, zip_path: Path, pytest_args: list[str], live: boo
     footer = f"[tests] Blender {release}: exit {code} in {elapsed:.0f} s\n"
     _say(footer if live else header + "".join(lines) + footer)
     return release, code, _counts(lines), elapsed
+
+
+def _run_and_count(cmd, env) -> tuple[int, dict]:
+    """Run a pytest command, echoing its output live; (exit code, closing-line counts)."""
+    proc = subprocess.Popen(cmd, cwd=str(ROOT), env=env, stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, bufsize=1)
+    lines = []
+    for line in proc.stdout:
+        lines.append(line)
+        _say(line)
+    return proc.wait(), _counts(lines)
 
 
 def _counts(lines: list[str]) -> dict:

@@ -8,7 +8,7 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from .server import Recorded, Reply
@@ -48,18 +48,34 @@ class RunwareTask:
     duration: float
     fail: str | None
     results: list[bytes]
-    urls: list[str] | None = None
+    count: int = 1                  # numberResults: one item per result
+    #: result index -> its files [{uuid, url}], fixed once published (polls are cumulative)
+    files: dict[int, list[dict]] = field(default_factory=dict)
     fetched: bool = False
 
+    def done_at(self, index: int) -> float:
+        """Results finish one after another: item k at (k+1)/count of the duration."""
+        return self.created + self.duration * (index + 1) / self.count
+
     def status(self, now: float) -> str:
-        if now - self.created < self.duration:
-            return "processing"
-        return "error" if self.fail else "success"
+        """The whole task: processing until its last result (or its failure) is in."""
+        if self.fail:
+            return "error" if now >= self.done_at(0) else "processing"
+        return "success" if now >= self.done_at(self.count - 1) else "processing"
 
 
 class RunwareService:
-    """Knobs: `duration`, `results` (GLB bytes; repeated per numberResults), `fail` (reason),
-    `fail_style` ("item" or "errors"), `cost`."""
+    """Knobs: `duration`, `results` (GLB bytes: the files of one result item; each of the
+    task's `numberResults` items carries them all), `fail` (reason), `fail_code`, `fail_style`
+    ("item": a getResponse item `{"status": "error", "error": {code, message}}`; "errors": a
+    400 `errors` array; "error": HTTP 200 with a singular top-level `error` object), `cost` (per
+    result item).
+
+    As the service does (shared/PROVIDERS.md, corrections read from runware-sdk 1.8): a
+    3dInference whose taskUUID is already known is refused with HTTP 400
+    `{"errors": [{"code": "conflictTaskUUID", ...}]}` and not billed again; getResponse answers
+    cumulatively, one item per result with its `resultIndex`, `progress` (0-100) on the ones
+    still processing."""
 
     def __init__(self, emulator, key: str):
         self.emu = emulator
@@ -73,17 +89,19 @@ class RunwareService:
         self.tasks: dict[str, RunwareTask] = {}
         self.bodies: list[Recorded] = []
         self.submits: list[Recorded] = []       # every 3dInference request received
+        self.conflicts: list[str] = []          # taskUUIDs refused as already known
         self.invalid: list[str] = []
         self.duration = 0.3
         self.results: list[bytes] = []
         self.fail: str | None = None
+        self.fail_code = "inferenceError"
         self.fail_style = "item"
         self.cost = 0.0123
         self.max_running = 0
 
     @property
     def billed(self) -> int:
-        """Distinct tasks started (a resent taskUUID is not billed again)."""
+        """Distinct tasks started (a resent taskUUID is refused, not billed again)."""
         return len(self.tasks)
 
     def running(self) -> int:
@@ -101,7 +119,7 @@ class RunwareService:
             return Reply(400, {"errors": [{"code": "invalidRequest",
                                            "message": "Body must be an array of tasks"}]})
         self.bodies.append(req)
-        data, errors = [], []
+        data, errors, single_error = [], [], None
         for task in tasks:
             kind = task.get("taskType") if isinstance(task, dict) else None
             if kind == "3dInference":
@@ -112,7 +130,11 @@ class RunwareService:
                     errors.append({"code": "invalidParameter", "message": problems[0],
                                    "taskType": kind, "taskUUID": task.get("taskUUID")})
                     continue
-                data.append(self._start(task))
+                started = self._start(task)
+                if "code" in started:
+                    errors.append(started)
+                else:
+                    data.append(started)
             elif kind == "getResponse":
                 problems = [e.message for e in self.validate_poll.iter_errors(task)]
                 if problems:
@@ -122,6 +144,8 @@ class RunwareService:
                 found = self._response(task["taskUUID"])
                 if isinstance(found, dict) and "errors" in found:
                     errors.extend(found["errors"])
+                elif isinstance(found, dict) and "error" in found:
+                    single_error = found
                 else:
                     data.extend(found)
             else:
@@ -131,37 +155,54 @@ class RunwareService:
         body: dict = {"data": data}
         if errors:
             body["errors"] = errors
+        if single_error is not None:
+            body.update(single_error)
         return Reply(200, body)
 
     def _start(self, task: dict) -> dict:
+        task_uuid = task["taskUUID"]
         with self.lock:
-            existing = self.tasks.get(task["taskUUID"])
-            if existing is None:        # a resent taskUUID is the same task: not billed twice
-                self.tasks[task["taskUUID"]] = RunwareTask(
-                    task["taskUUID"], task, time.time(), self.duration, self.fail,
-                    list(self.results) * int(task.get("numberResults", 1)))
-                self.max_running = max(self.max_running, self.running())
-        return {"taskType": "3dInference", "taskUUID": task["taskUUID"]}
+            if task_uuid in self.tasks:     # the service refuses a taskUUID it already has
+                self.conflicts.append(task_uuid)
+                return {"code": "conflictTaskUUID", "taskType": "3dInference",
+                        "taskUUID": task_uuid, "parameter": "taskUUID",
+                        "message": "Conflict: a task with this taskUUID already exists. "
+                                   "Use a new UUID for each task."}
+            self.tasks[task_uuid] = RunwareTask(
+                task_uuid, task, time.time(), self.duration, self.fail, list(self.results),
+                count=int(task.get("numberResults", 1)))
+            self.max_running = max(self.max_running, self.running())
+        return {"taskType": "3dInference", "taskUUID": task_uuid}
 
     def _response(self, task_uuid: str):
         task = self.tasks.get(task_uuid)
         if task is None:
             return {"errors": [{"code": "taskNotFound", "taskUUID": task_uuid,
                                 "message": "No task with this UUID"}]}
-        status = task.status(time.time())
-        item = {"taskType": "3dInference", "taskUUID": task_uuid, "status": status}
-        if status == "error":
+        now = time.time()
+        head = {"taskType": "3dInference", "taskUUID": task_uuid}
+        if task.status(now) == "error":
+            error = {"code": self.fail_code, "message": task.fail}
             if self.fail_style == "errors":
-                return {"errors": [{"code": "inferenceFailed", "taskUUID": task_uuid,
-                                    "message": task.fail}]}
-            item["message"] = task.fail
-            return [item]
-        if status == "success":
-            if task.urls is None:
-                task.urls = [self.emu.publish(data) for data in task.results]
+                return {"errors": [dict(error, taskType="3dInference", taskUUID=task_uuid)]}
+            if self.fail_style == "error":
+                return dict(head, error=error)
+            return [dict(head, status="error", resultIndex=0, error=error)]
+        items = []
+        for index in range(task.count):
+            if now < task.done_at(index):
+                start = task.done_at(index - 1) if index else task.created
+                share = (now - start) / max(task.done_at(index) - start, 1e-9)
+                items.append(dict(head, status="processing", resultIndex=index,
+                                  progress=int(min(max(share, 0.0), 0.99) * 100)))
+                continue
+            with self.lock:
+                if index not in task.files:
+                    task.files[index] = [{"uuid": str(uuid.uuid4()), "url": self.emu.publish(data)}
+                                         for data in task.results]
+            items.append(dict(head, status="success", resultIndex=index, cost=self.cost,
+                              seed=task.body.get("seed", 42),
+                              outputs={"files": [dict(f) for f in task.files[index]]}))
+        if task.status(now) == "success":
             task.fetched = True
-            item["cost"] = self.cost
-            item["seed"] = task.body.get("seed", 42)
-            item["outputs"] = {"files": [{"uuid": str(uuid.uuid4()), "url": url}
-                                         for url in task.urls]}
-        return [item]
+        return items

@@ -8,6 +8,8 @@ import threading
 import time
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from urllib.parse import parse_qs
 
 from .server import Recorded, Reply
 
@@ -23,6 +25,12 @@ SAM_PARAMS = {"image", "prompt", "mask", "pointPrompts", "boxPrompts", "seed"}
 SEQUENCE = (("pending", 0.0), ("queued", 0.1), ("warming-up", 0.2), ("in-progress", 0.35),
             ("finalizing", 0.9))
 MAX_UPLOAD = 6 * 1024 * 1024
+TEAM = "team_emulator0000000000000"
+USER = "user_emulator000000000000000"
+
+
+def iso(t: float) -> str:
+    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 @dataclass
@@ -35,8 +43,22 @@ class ScenarioJob:
     fail: tuple[str, str] | None
     results: list[bytes]
     canceled: bool = False
+    canceled_at: float | None = None
     asset_ids: list[str] = field(default_factory=list)
     fetched: bool = False
+
+    def history(self, now: float) -> list[dict]:
+        """statusHistory: each status reached so far with its date."""
+        out = []
+        for name, start in SEQUENCE:
+            at = self.created + start * self.duration
+            if at <= now and not (self.canceled_at is not None and at > self.canceled_at):
+                out.append({"status": name, "date": iso(at)})
+        status, _ = self.status(now)
+        if status in ("success", "failure", "canceled"):
+            end = self.canceled_at if status == "canceled" else self.created + self.duration
+            out.append({"status": status, "date": iso(end)})
+        return out
 
     def status(self, now: float) -> tuple[str, float]:
         if self.canceled:
@@ -54,7 +76,13 @@ class ScenarioJob:
 class ScenarioService:
     """Knobs: `duration`, `results` (list of GLB bytes: one per object), `fail`
     ((error, hint) or None), `expire_first_url` (the first signed URL of each result asset
-    answers 403 at the CDN), `top_level_job_id`, `cancel_supported`, `cu_cost`."""
+    answers 403 at the CDN), `top_level_job_id`, `cancel_supported`, `cu_cost` (the main
+    action), `cu_cost_details` (add-ons, e.g. {"quality-gate": 2}: the job's total is cu_cost
+    plus these), `cu_discount`, `disable_refund`.
+
+    Bodies carry every field the official SDK's response models require (scenario-sdk 2.4 with
+    strict response validation). `?dryRun=true` on a generate answers HTTP 269 with the cost
+    and starts nothing (recorded in `dry_runs`); uploads record `hide` (`assets[id]["hidden"])."""
 
     def __init__(self, emulator, key: str, secret: str):
         self.emu = emulator
@@ -75,6 +103,10 @@ class ScenarioService:
         self.top_level_job_id = False
         self.cancel_supported = True
         self.cu_cost = 12
+        self.cu_cost_details: dict | None = None
+        self.cu_discount = 0
+        self.disable_refund: bool | None = None
+        self.dry_runs: list[Recorded] = []
         self.url_requests: dict[str, int] = {}
         self.max_running = 0
 
@@ -87,7 +119,8 @@ class ScenarioService:
         if req.headers.get("authorization") != self.auth:
             return Reply(401, {"status": "error", "code": "unauthorized",
                                "message": "Invalid API credentials"})
-        path = path.split("?", 1)[0]
+        path, _, query = path.partition("?")
+        req_query = parse_qs(query)
         if not path.startswith("/v1/"):
             return Reply(404, {"status": "error", "message": "Not found"})
         path = path[3:]
@@ -96,7 +129,8 @@ class ScenarioService:
         if req.method == "GET" and path.startswith("/assets/"):
             return self._asset(path[len("/assets/"):])
         if req.method == "POST" and path.startswith("/generate/custom/"):
-            return self._generate(req, path[len("/generate/custom/"):])
+            dry = req_query.get("dryRun", [""])[0] in ("true", "api")
+            return self._generate(req, path[len("/generate/custom/"):], dry)
         if req.method == "GET" and path.startswith("/jobs/"):
             return self._job(path[len("/jobs/"):])
         if req.method == "POST" and path.startswith("/jobs/") and path.endswith("/action"):
@@ -121,10 +155,25 @@ class ScenarioService:
             return Reply(400, {"status": "error", "message": "not an image"})
         asset_id = f"asset_{uuid.uuid4().hex[:12]}"
         with self.lock:
-            self.assets[asset_id] = {"data": data, "mime": mime, "name": body.get("name")}
+            self.assets[asset_id] = {"data": data, "mime": mime, "name": body.get("name"),
+                                     "hidden": bool(body.get("hide")), "created": time.time(),
+                                     "kind": "image", "source": "uploaded"}
             self.uploads.append(req)
-        return Reply(200, {"asset": {"id": asset_id, "url": "", "mimeType": mime,
-                                     "kind": "image", "status": "success"}})
+        url = self.emu.publish(data, mime, name=f"{asset_id}-upload")
+        return Reply(200, {"asset": self._asset_json(asset_id, url)})
+
+    def _asset_json(self, asset_id: str, url: str) -> dict:
+        """An asset as the API describes it (all fields the SDK's Asset model requires)."""
+        asset = self.assets[asset_id]
+        stamp = iso(asset.get("created", time.time()))
+        return {"id": asset_id, "url": url, "mimeType": asset["mime"], "kind": asset["kind"],
+                "status": "success", "authorId": USER, "ownerId": TEAM, "privacy": "private",
+                "collectionIds": [], "tags": [], "editCapabilities": [],
+                "createdAt": stamp, "updatedAt": stamp, "source": asset["source"],
+                "metadata": {"kind": asset["kind"], "type": asset["source"],
+                             **({"name": asset["name"]} if asset.get("name") else {})},
+                "properties": {"size": len(asset["data"])},
+                "isHidden": asset.get("hidden", False)}
 
     def _asset(self, asset_id: str) -> Reply:
         asset = self.assets.get(asset_id)
@@ -137,12 +186,40 @@ class ScenarioService:
             url = self.emu.publish_expired(name)
         else:
             url = self.emu.publish(asset["data"], asset["mime"], name=name)
-        return Reply(200, {"asset": {"id": asset_id, "url": url + "?Signature=abc&Expires=1",
-                                     "mimeType": asset["mime"], "kind": "3d",
-                                     "status": "success"}})
+        return Reply(200, {"asset": self._asset_json(asset_id,
+                                                     url + "?Signature=abc&Expires=1")})
 
     # -- jobs -----------------------------------------------------------------------------------
-    def _generate(self, req: Recorded, model: str) -> Reply:
+    def _billing(self) -> dict:
+        billing = {"cuCost": self.cu_cost, "cuDiscount": self.cu_discount}
+        if self.cu_cost_details:
+            billing["cuCostDetails"] = dict(self.cu_cost_details)
+        if self.disable_refund is not None:
+            billing["disableRefund"] = self.disable_refund
+        return billing
+
+    def total_cost(self) -> float:
+        return self.cu_cost + sum((self.cu_cost_details or {}).values())
+
+    def _cost_details(self) -> dict:
+        return {"custom-generation": self.cu_cost, **(self.cu_cost_details or {})}
+
+    def _job_json(self, job: ScenarioJob, now: float | None = None) -> dict:
+        """A job as the API describes it (all fields the SDK's Job model requires)."""
+        now = time.time() if now is None else now
+        status, progress = job.status(now)
+        meta: dict = {"input": job.body}
+        if status == "success":
+            meta["assetIds"] = list(job.asset_ids)
+        if status == "failure":
+            meta["error"], meta["hint"] = job.fail
+        history = job.history(now)
+        return {"jobId": job.id, "jobType": "inference", "status": status, "progress": progress,
+                "metadata": meta, "billing": self._billing(), "statusHistory": history,
+                "createdAt": iso(job.created), "updatedAt": history[-1]["date"] if history
+                else iso(job.created), "authorId": USER, "ownerId": TEAM}
+
+    def _generate(self, req: Recorded, model: str, dry_run: bool = False) -> Reply:
         if model not in MODELS:
             return Reply(404, {"status": "error", "message": f"Model {model} not found"})
         body = req.json
@@ -157,6 +234,11 @@ class ScenarioService:
         for mask in body.get("mask") or []:
             if mask not in self.assets:
                 return Reply(400, {"status": "error", "message": "mask must be asset ids"})
+        cost = {"creativeUnitsCost": self.total_cost(), "creativeUnitsDiscount": self.cu_discount,
+                "costDetails": self._cost_details()}
+        if dry_run:                 # the cost, and no job started
+            self.dry_runs.append(req)
+            return Reply(269, cost)
         job_id = f"job_{uuid.uuid4().hex[:12]}"
         with self.lock:
             job = ScenarioJob(job_id, model, body, time.time(), self.duration, self.fail,
@@ -164,30 +246,27 @@ class ScenarioService:
             self.jobs[job_id] = job
             self.submits.append(req)
             self.max_running = max(self.max_running, self.running())
-        payload = {"jobId": job_id, "status": "queued", "billing": {"cuCost": self.cu_cost}}
+        payload = self._job_json(job, job.created)
         if self.top_level_job_id:
             return Reply(200, payload)
-        return Reply(200, {"job": payload, "creativeUnitsCost": self.cu_cost})
+        return Reply(200, {"job": payload, **cost})
 
     def _job(self, job_id: str) -> Reply:
         job = self.jobs.get(job_id)
         if job is None:
             return Reply(404, {"status": "error", "message": "Job not found"})
-        status, progress = job.status(time.time())
-        meta: dict = {"input": job.body}
-        if status == "success":
+        now = time.time()
+        if job.status(now)[0] == "success":
             with self.lock:
                 if not job.asset_ids:
                     for data in job.results:
                         asset_id = f"asset_{uuid.uuid4().hex[:12]}"
-                        self.assets[asset_id] = {"data": data, "mime": "model/gltf-binary"}
+                        self.assets[asset_id] = {"data": data, "mime": "model/gltf-binary",
+                                                 "created": now, "kind": "3d",
+                                                 "source": "img23d"}
                         job.asset_ids.append(asset_id)
                 job.fetched = True
-            meta["assetIds"] = list(job.asset_ids)
-        if status == "failure":
-            meta["error"], meta["hint"] = job.fail
-        return Reply(200, {"job": {"jobId": job.id, "status": status, "progress": progress,
-                                   "metadata": meta, "billing": {"cuCost": self.cu_cost}}})
+        return Reply(200, {"job": self._job_json(job, now)})
 
     def _action(self, req: Recorded, job_id: str) -> Reply:
         job = self.jobs.get(job_id)
@@ -196,5 +275,6 @@ class ScenarioService:
         self.cancels.append(job_id)
         if not self.cancel_supported:
             return Reply(400, {"status": "error", "message": "Cannot cancel this type of job"})
-        job.canceled = True
-        return Reply(200, {"job": {"jobId": job.id, "status": "canceled"}})
+        if not job.canceled:
+            job.canceled, job.canceled_at = True, time.time()
+        return Reply(200, {"job": self._job_json(job)})

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import random
 import threading
 import time
@@ -25,6 +26,8 @@ class SegmindJob:
     fail_reason: str | None
     output_mode: str
     result: bytes
+    stringify: bool = False
+    fail_status: int = 422
     polls: int = 0
     fetched: bool = False
 
@@ -39,8 +42,12 @@ class SegmindJob:
 
 class SegmindService:
     """Knobs for the next submits: `duration`, `result`, `output_mode` ("url", "base64",
-    "data_uri", "raw", "zip", "zip_url", "list", "dict", "none"), `fail_reason`, `credits`,
-    `expire_after` (seconds until an id answers 404)."""
+    "data_uri", "raw", "zip", "zip_url", "list", "dict", "none"), `stringify_output` (send the
+    JSON output as a string holding its JSON, as the official SDK says v2 does: a quoted URL, a
+    list, an object), `fail_reason`, `fail_status` (the HTTP status a FAILED body comes with:
+    422 usually, 400 or 500 too), `status_base` (the base of the status/response URLs the
+    submit returns; default this service's own URL), `credits`, `expire_after` (seconds until
+    an id answers 404)."""
 
     def __init__(self, emulator, key: str):
         self.emu = emulator
@@ -55,6 +62,9 @@ class SegmindService:
             self.duration = 0.3
             self.result: bytes = b""
             self.output_mode = "url"
+            self.stringify_output = False
+            self.fail_status = 422
+            self.status_base: str | None = None
             self.fail_reason: str | None = None
             self.credits = 1000.0
             self.cost = 0.35
@@ -114,12 +124,13 @@ class SegmindService:
                                                       self.duration_jitter)
             job = SegmindJob(id=str(uuid.uuid4()), payload=body, created=time.time(),
                              duration=duration, fail_reason=self.fail_reason,
-                             output_mode=self.output_mode, result=self.result)
+                             output_mode=self.output_mode, result=self.result,
+                             stringify=self.stringify_output, fail_status=self.fail_status)
             self.jobs[job.id] = job
             self.submits.append(req)
             self.credits -= self.cost
             self.max_running = max(self.max_running, self.running())
-        base = f"{self.emu.segmind_url}/v2/requests/{job.id}"
+        base = f"{self.status_base or self.emu.segmind_url}/v2/requests/{job.id}"
         return Reply(200, {"request_id": job.id, "status": "QUEUED",
                            "status_url": f"{base}/status", "response_url": base},
                      headers=self._headers())
@@ -131,10 +142,15 @@ class SegmindService:
         job.polls += 1
         status = job.status(time.time())
         if status == "FAILED":
-            return Reply(422, {"status": "FAILED", "request_id": job.id,
-                               "error": job.fail_reason}, headers=self._headers())
+            return self._failed(job)
         return Reply(200, {"status": status, "request_id": job.id,
                            "metrics": {"queue_time": 0.1}}, headers=self._headers())
+
+    def _failed(self, job: SegmindJob) -> Reply:
+        """A FAILED request: its JSON body under `fail_status` (the SDK reads the body whatever
+        the status), on /status and on the result alike."""
+        return Reply(job.fail_status, {"status": "FAILED", "request_id": job.id,
+                                       "error": job.fail_reason}, headers=self._headers())
 
     def _result(self, job_id: str) -> Reply:
         job = self._job(job_id)
@@ -142,7 +158,7 @@ class SegmindService:
             return Reply(404, {"error": "Request not found or expired"})
         status = job.status(time.time())
         if status == "FAILED":
-            return Reply(422, {"status": "FAILED", "error": job.fail_reason})
+            return self._failed(job)
         if status != "COMPLETED":
             return Reply(200, {"status": status, "request_id": job.id})
         job.fetched = True
@@ -169,6 +185,8 @@ class SegmindService:
             output = {"glb": self.emu.publish(data), "preview": None}
         else:
             output = None
+        if job.stringify and output is not None:
+            output = json.dumps(output)
         return Reply(200, {"status": "COMPLETED", "request_id": job.id, "output": output,
                            "metrics": {"inference_time": job.duration}},
                      headers=self._headers())
