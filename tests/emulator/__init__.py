@@ -19,13 +19,15 @@ import threading
 import time
 import uuid
 
+from .fal import FalService
 from .server import Fault, FileBody, Recorded, Reply, Server
 from .runware import RunwareService
 from .scenario import ScenarioService
 from .segmind import SegmindService
 
 TEST_KEYS = {"segmind": "test-segmind-key-5f2c9a", "runware": "test-runware-key-81d0e4",
-             "scenario_key": "test-scenario-key-3b7a", "scenario_secret": "test-scenario-secret-c41f"}
+             "scenario_key": "test-scenario-key-3b7a", "scenario_secret": "test-scenario-secret-c41f",
+             "fal": "test-fal-key-id-7d21:test-fal-secret-e90b"}
 
 
 class Emulator:
@@ -40,8 +42,9 @@ class Emulator:
         self.scenario = ScenarioService(self, TEST_KEYS["scenario_key"],
                                         TEST_KEYS["scenario_secret"])
         self.runware = RunwareService(self, TEST_KEYS["runware"])
+        self.fal = FalService(self, TEST_KEYS["fal"])
         self.services = {"/segmind/": self.segmind, "/scenario/": self.scenario,
-                         "/runware/": self.runware}
+                         "/runware/": self.runware, "/fal/": self.fal, "/fal-rest/": self.fal}
         self.api = Server("api", self._route_api, self.log, self.faults, self.lock)
         self.cdn = Server("cdn", self._route_cdn, self.log, self.faults, self.lock)
 
@@ -58,11 +61,24 @@ class Emulator:
     def runware_url(self) -> str:
         return f"{self.api.url}/runware/v1"
 
+    @property
+    def fal_url(self) -> str:
+        """The queue root (queue.fal.run)."""
+        return f"{self.api.url}/fal"
+
+    @property
+    def fal_rest_url(self) -> str:
+        """The REST root (rest.fal.ai): storage tokens and upload initiation."""
+        return f"{self.api.url}/fal-rest"
+
     def environment(self) -> dict:
         """Endpoint overrides and test keys, as the add-on reads them."""
         return {"RECON3D_SEGMIND_URL": self.segmind_url,
                 "RECON3D_SCENARIO_URL": self.scenario_url,
                 "RECON3D_RUNWARE_URL": self.runware_url,
+                "RECON3D_FAL_URL": self.fal_url,
+                "RECON3D_FAL_REST_URL": self.fal_rest_url,
+                "FAL_KEY": TEST_KEYS["fal"],
                 "SEGMIND_API_KEY": TEST_KEYS["segmind"],
                 "RUNWARE_API_KEY": TEST_KEYS["runware"],
                 "SCENARIO_SDK_API_KEY": TEST_KEYS["scenario_key"],
@@ -127,6 +143,9 @@ class Emulator:
         return Reply(404, {"error": "no such endpoint"})
 
     def _route_cdn(self, req: Recorded) -> Reply:
+        upload = self.fal.handle_cdn(req)       # fal's CDN host takes uploads too
+        if upload is not None:
+            return upload
         name = req.path.split("?", 1)[0].rsplit("/", 1)[-1]
         with self.lock:
             item = self.files.get(name)
