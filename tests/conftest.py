@@ -36,6 +36,8 @@ OWN_MODULES = r"bl_ext\.\w+\.recon3d(\.|$)"
 def pytest_configure(config):
     """A DeprecationWarning from Recon3D's own code fails the test that caused it."""
     config.addinivalue_line("filterwarnings", f"error::DeprecationWarning:{OWN_MODULES}")
+
+
 # The SDK conformance suite runs in its own venv (tools/conformance.py), never inside Blender.
 collect_ignore = ["conformance"]
 
