@@ -82,34 +82,20 @@ class Recon3DError(Exception):
         return str(self)
 
 
-class InputError(Recon3DError):
-    """Input refused locally, before anything was uploaded or billed."""
-    code = "input"
+def _kind(name: str, code: str, doc: str) -> type:
+    return type(name, (Recon3DError,), {"code": code, "__doc__": doc, "__module__": __name__})
 
 
-class NetworkBlocked(Recon3DError):
-    """Blender's online access is off and the endpoint is not on this machine."""
-    code = "offline"
-
-
-class AuthError(Recon3DError):
-    code = "auth"
-
-
-class ServiceError(Recon3DError):
-    """The service answered with an error (mapped to an artist-facing message)."""
-    code = "rejected"
-
-
-class JobFailed(Recon3DError):
-    """The service ran the job and it failed; the message carries the service's reason."""
-    code = "failed"
-
-
-class Canceled(Recon3DError):
-    code = "canceled"
-
-
-class ResultError(Recon3DError):
-    """The result file is missing, truncated or not a model Recon3D can import."""
-    code = "result"
+# The kinds of error, each with its default code (an instance may carry a more precise one).
+InputError = _kind("InputError", "input",
+                   "Input refused locally, before anything was uploaded or billed.")
+NetworkBlocked = _kind("NetworkBlocked", "offline",
+                       "Blender's online access is off and the endpoint is not on this machine.")
+AuthError = _kind("AuthError", "auth", "A key is missing or the service refused it.")
+ServiceError = _kind("ServiceError", "rejected",
+                     "The service answered with an error (mapped to an artist-facing message).")
+JobFailed = _kind("JobFailed", "failed",
+                  "The service ran the job and it failed; the message carries its reason.")
+Canceled = _kind("Canceled", "canceled", "The job was canceled.")
+ResultError = _kind("ResultError", "result",
+                    "The result file is missing, truncated or not a model Recon3D can import.")

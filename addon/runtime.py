@@ -57,7 +57,7 @@ def credentials(provider_id: str) -> dict:
 def resolve_settings(provider_id: str) -> ProviderSettings:
     cls = provider_class(provider_id)
     prefs = preferences.get()
-    pref_url = getattr(prefs, f"{cls.service.lower()}_url", "") if prefs else ""
+    pref_url = getattr(prefs, cls.url_pref(), "") if prefs else ""
     return ProviderSettings(base_url=resolve_base_url(cls, pref_url),
                             credentials=credentials(provider_id),
                             allow_online=bool(bpy.app.online_access))

@@ -54,6 +54,11 @@ class Provider:
                 f"(or the environment variable {envs}).")
 
     @classmethod
+    def url_pref(cls) -> str:
+        """The add-on preference holding this service's endpoint override."""
+        return f"{cls.service.lower()}_url"
+
+    @classmethod
     def missing_keys(cls, credentials: Mapping[str, str]) -> list[KeySpec]:
         return [k for k in cls.keys if not credentials.get(k.pref)]
 

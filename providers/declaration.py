@@ -9,7 +9,9 @@ preparation, so a box reaching the photo's edge survives downscaling.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -49,6 +51,7 @@ class KeySpec:
     pref: str                    # attribute on the add-on preferences
     env: str                     # environment fallback
     label: str
+    where: str = ""              # where the artist finds it, for the preference's tooltip
 
 
 @dataclass
@@ -94,6 +97,17 @@ class ProviderSettings:
     base_url: str
     credentials: dict
     allow_online: bool = False
+
+
+def load_options(file_name: str) -> tuple[OptionSpec, ...]:
+    """An option schema kept as data beside the providers (a vendor's parameter table)."""
+    path = os.path.join(os.path.dirname(__file__), file_name)
+    with open(path, encoding="utf-8") as fh:
+        rows = json.load(fh)["options"]
+    kinds = {"bool": bool, "int": int, "float": float}
+    return tuple(OptionSpec(row["name"], kinds[row["kind"]], row["default"], row.get("min"),
+                            row.get("max"), row.get("label", ""), row.get("description", ""))
+                 for row in rows)
 
 
 # -- points and boxes: one definition of their shape and bounds ------------------------------------
