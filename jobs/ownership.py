@@ -23,18 +23,19 @@ Rules for the engine (each one needed for "one owner, one submit"):
    workers have stopped.
 5. Take-over: every `TAKEOVER_INTERVAL` seconds, on a worker thread, `claim()` each journaled
    unfinished job that is not ours. A failed claim costs an open, a lock attempt and a close
-   (~10 µs on a local disk), so even hundreds of foreign jobs cost well under 1 % of a core.
+   (~20 µs on a local disk), so even hundreds of foreign jobs cost well under 1 % of a core.
 6. Never delete an `owner.lock` (deleting it while another process holds it would let a third
    create a new file and own the same job too). `claim()` checks that the file it locked is
    still the one at the path, so a job folder removed by its owner cannot be double-owned.
 
-One open file per owned job (measured: N owned jobs = N descriptors, ~20 µs per claim). Only
-unfinished jobs need an owner. Limits: 1024 descriptors per process by default on Linux, 8192
-in the Windows C runtime, but 256 for macOS GUI apps, so `claim()` raises the soft limit to
-1024 (if the hard limit allows) once owned jobs reach half of it. It never goes above 1024:
-descriptors numbered past FD_SETSIZE break `select()` users elsewhere in the process. So one
-process can own about 900 unfinished jobs at once; past that `claim()` raises OSError(EMFILE)
-(the job is then left for a later claim, or for another process).
+One open file per owned job (measured: N owned jobs hold N descriptors; a first claim, which
+creates the file, takes ~0.2 ms). Only unfinished jobs need an owner. Limits: 1024
+descriptors per process by default on Linux, 8192 in the Windows C runtime, but 256 for macOS
+GUI apps, so `claim()` raises the soft limit to 1024 (if the hard limit allows) once owned
+jobs reach half of it. It never goes above 1024: descriptors numbered past FD_SETSIZE break
+`select()` users elsewhere in the process. So one process can own about 900 unfinished jobs
+at once; past that `claim()` raises OSError(EMFILE) (the job is then left for a later claim,
+or for another process).
 
 Network folders: flock over NFS is mapped onto NFS (NLM or v4) byte-range locks by Linux and
 works across hosts when the server supports locking; SMB shares honour `msvcrt.locking`
