@@ -5,7 +5,8 @@ jobs/ownership.py is bpy-free, so the processes here are plain Python (this inte
 Blender). Under the suite (`tools/run_tests.py`) the module comes from the installed extension;
 run alone with any Python, it comes from the source tree:
 
-    python3 -m pytest --noconftest -p no:cacheprovider tests/test_ownership.py
+    PYTHONDONTWRITEBYTECODE=1 python3 -m pytest --noconftest -p no:cacheprovider \
+        --rootdir tests tests/test_ownership.py
 """
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ SOURCE = Path(__file__).resolve().parents[1] / "jobs" / "ownership.py"
 # A process that owns jobs, driven line by line: [command, arg] in, one JSON answer out.
 CHILD = r"""
 import importlib.util, json, os, sys, time
+sys.dont_write_bytecode = True           # nothing lands in the source tree
 spec = importlib.util.spec_from_file_location("ownership_child", sys.argv[1])
 mod = importlib.util.module_from_spec(spec)
 sys.modules[spec.name] = mod
@@ -69,6 +71,7 @@ def module_file(request) -> str:
 
 @pytest.fixture(scope="module")
 def ownership(module_file):
+    sys.dont_write_bytecode = True           # nothing lands in the source tree
     spec = importlib.util.spec_from_file_location("ownership_under_test", module_file)
     mod = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = mod
