@@ -35,8 +35,15 @@ def engine() -> Engine:
         refresh_settings()
         prefs = preferences.get()
         limit = prefs.max_in_flight if prefs else DEFAULT_MAX_IN_FLIGHT
-        _engine = Engine(data_dir(), settings_for, max_in_flight=limit)
+        _engine = Engine(data_dir(), settings_for, max_in_flight=limit,
+                         owner_label=owner_label())
     return _engine
+
+
+def owner_label() -> str:
+    """How the other Blenders sharing the data folder name this one in their job lists."""
+    kind = "headless" if bpy.app.background else "GUI"
+    return f"Blender {bpy.app.version_string} ({kind})"
 
 
 def running_engine() -> Engine | None:

@@ -39,7 +39,7 @@ def drain(max_seconds: float = 0.01) -> int:
         if job is not None:
             changed[job_id] = job
     for job in changed.values():
-        if job.state == "ready" and job.auto_import:
+        if job.state == "ready" and job.auto_import and eng.ran_here(job):
             _auto_import(job)
     if handled:
         _redraw()

@@ -9,6 +9,10 @@ follows them: it journals `submit_sent` when the provider is about to send the b
 request, journals the service's job id before anything else happens with it, asks
 `billing.resume_step` what a journaled job may do after a restart and `billing.can_refetch`
 whether a failed job may be retried. A canceled job never reaches "ready".
+
+A job is worked on (and journaled) only by the process that owns it (jobs/ownership.py):
+the other processes sharing the data folder list it, follow it through the journal, and take
+it over when its owner is gone.
 """
 from __future__ import annotations
 
@@ -25,6 +29,7 @@ from ..providers import billing
 from .journal import Journal
 from .lanes import Lane, StopSignal, Stopped
 from .model import ACTIVE, Job
+from .ownership import TAKEOVER_INTERVAL, Ownership
 from .polling import next_poll_interval
 
 log = logging.getLogger(__name__)
@@ -38,8 +43,11 @@ JOB_DEADLINE = 2 * 3600.0
 
 class Engine:
     def __init__(self, data_dir: str, settings_for: Callable[[str], ProviderSettings], *,
-                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, sleep=None):
+                 max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, sleep=None, owner_label: str = ""):
         self.journal = Journal(data_dir)
+        #: which jobs this process owns; `owner_label` tells the others who we are
+        self.ownership = Ownership(data_dir, owner_label)
+        self.takeover_interval = TAKEOVER_INTERVAL
         self.data_dir = data_dir
         self.settings_for = settings_for
         self.max_in_flight = max_in_flight
@@ -48,6 +56,12 @@ class Engine:
         self._jobs: dict[str, Job] = {}
         self._lanes: dict[str, Lane] = {}
         self._lock = threading.Lock()
+        self._take_lock = threading.Lock()      # one take-over (claim + queue) at a time
+        self._busy: dict[str, int] = {}         # job id -> its steps queued or being run
+        self._running: set[str] = set()         # jobs a worker is on
+        self._ran: set[str] = set()             # jobs this engine submitted or took over
+        self._stamps: dict[str, tuple] = {}     # journal entry identity, as last read
+        self._watcher: threading.Thread | None = None
         self._sleep = sleep
         #: how long a submit keeps waiting out 429s (the service did not take it) before the
         #: job fails with the service's rate-limit message
@@ -74,20 +88,32 @@ class Engine:
             lane.limit = self.max_in_flight
             lane.spawn()
 
+    def ran_here(self, job: Job) -> bool:
+        """True for jobs this engine submitted or took over (the others' jobs are only listed)."""
+        return job.id in self._ran
+
     def submit(self, job: Job) -> Job:
-        """Journal the job, then queue it. Returns at once."""
+        """Own the job, journal it, then queue it. Returns at once."""
+        if not self.ownership.claim(job.id):
+            raise Recon3DError(f"Recon3D could not start job {job.id}: another Blender already "
+                               f"uses its folder. Generate again.", code="internal")
+        self._ran.add(job.id)
         self._record(job)
-        self._lane(job.provider).enqueue(job, "submit")
+        self._enqueue(job, "submit")
+        self._start_watch()
         return job
 
     def cancel(self, job: Job) -> None:
         """Stop local work at once; the worker asks the service to cancel (best effort)."""
         if job.state not in ACTIVE:
             return
+        if job.owner is not None:
+            raise self._elsewhere(job, "cancel it there")
         job.cancel_event.set()
         lane = self._lanes.get(job.provider)
         if lane is not None and lane.remove(job):
             self._finish_canceled(job, None)
+            self._let_go(job)
 
     def can_retry(self, job: Job) -> bool:
         return billing.can_refetch(job.state, job.remote_id, job.error_code)
@@ -98,10 +124,17 @@ class Engine:
         if not self.can_retry(job):
             raise Recon3DError("Only a job whose result could not be fetched can be retried; "
                                "generate again instead.", code="input")
-        job.cancel_event.clear()
-        self._set(job, state="downloading" if job.service_data.get("result_refs") is not None
-                  else "running", error=None, error_code=None, finished_at=None)
-        self._lane(job.provider).enqueue(job, "poll")
+        with self._take_lock:
+            # (its worker may still be letting go of it: the queued step keeps it owned)
+            if not self.ownership.claim(job.id):
+                job.owner = self.ownership.owner_of(job.id) or job.owner
+                raise self._elsewhere(job, "it is being fetched there")
+            job.owner = None
+            job.cancel_event.clear()
+            self._ran.add(job.id)
+            self._set(job, state="downloading" if job.service_data.get("result_refs")
+                      is not None else "running", error=None, error_code=None, finished_at=None)
+            self._enqueue(job, "poll")
 
     def mark_imported(self, job: Job, object_names: list[str]) -> None:
         self._set(job, state="imported", imported_objects=list(object_names), error=None,
@@ -112,29 +145,130 @@ class Engine:
         self._set(job, error=message, error_code="import")
 
     def resume(self) -> list[Job]:
-        """Pick up the journal's unfinished jobs (extension enabled, Blender started)."""
+        """List the journal's jobs and pick up the unfinished ones no other process owns
+        (extension enabled, Blender started); the others' are taken over once they are gone."""
         resumed = []
         for job in self.journal.load_all():
             with self._lock:
                 if job.id in self._jobs:
                     continue
                 self._jobs[job.id] = job
-            step = self._resume_step(job)
-            if step:
-                self._lane(job.provider).enqueue(job, step)
+            if _needs_work(job) and self._take(job):
                 resumed.append(job)
+        self._start_watch()
         return resumed
+
+    def check_others(self) -> None:
+        """Follow the jobs other processes own: list new ones, take their journaled progress,
+        and take over those whose owner is gone. Runs every `takeover_interval` seconds on a
+        thread of its own; costs a directory listing and a stat per job, a read per changed
+        entry and a claim attempt (~20 µs) per unfinished job of another process."""
+        for job_id in self.journal.ids():
+            if self.stopping.is_set():
+                return
+            if self.ownership.owns(job_id):
+                continue
+            stamp = _stamp(self.journal.entry_path(job_id))
+            if stamp is None:
+                continue
+            job = self.get(job_id)
+            if job is None or self._stamps.get(job_id) != stamp:
+                fresh = self.journal.load(job_id)
+                if fresh is None:
+                    continue
+                self._stamps[job_id] = stamp
+                if job is None:
+                    with self._lock:
+                        job = self._jobs.setdefault(job_id, fresh)
+                    self.events.put(job_id)
+                elif job.refresh_from(fresh):
+                    self.events.put(job_id)
+            if _needs_work(job):
+                self._take(job)
+            elif job.owner is not None:
+                job.owner = None
+                self.events.put(job_id)
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Stop workers between steps, leaving every job journaled as it is (it resumes on the
-        next enable). Never cancels anything on the service."""
+        next enable, or in another Blender). Never cancels anything on the service."""
         self.stopping.set()
         deadline = time.monotonic() + timeout
         for thread in threading.enumerate():
             if thread.name.startswith("recon3d-") and thread is not threading.current_thread():
                 thread.join(max(deadline - time.monotonic(), 0.0))
+        with self._take_lock:
+            # A worker still inside a step keeps its job until it returns (see _run).
+            for job_id in self.ownership.owned():
+                if job_id not in self._running:
+                    self.ownership.release(job_id)
 
     # -- internals -----------------------------------------------------------------------------
+    def _take(self, job: Job) -> bool:
+        """Own a listed job and queue its next step; False when another process owns it (then
+        `job.owner` says who) or nothing is left to do."""
+        with self._take_lock:
+            if job.id in self._busy or self.stopping.is_set():
+                return False
+            if not self.ownership.claim(job.id):
+                owner = self.ownership.owner_of(job.id)
+                if owner is not None and owner != job.owner:
+                    job.owner = owner
+                    self.events.put(job.id)
+                return False
+            # The previous owner may have moved it on since we read it.
+            fresh = self.journal.load(job.id)
+            if fresh is not None:
+                job.refresh_from(fresh)
+            job.owner = None
+            step = self._resume_step(job)
+            if step is None:
+                self.ownership.release(job.id)
+                self.events.put(job.id)
+                return False
+            self._ran.add(job.id)
+            self._enqueue(job, step)
+            self.events.put(job.id)
+            return True
+
+    def _enqueue(self, job: Job, step: str) -> None:
+        with self._lock:
+            self._busy[job.id] = self._busy.get(job.id, 0) + 1
+        self._lane(job.provider).enqueue(job, step)
+
+    def _let_go(self, job: Job) -> None:
+        """After a step's last journal write: not owned any more, unless another step of the
+        job was queued meanwhile (a retry)."""
+        with self._take_lock:
+            with self._lock:
+                self._running.discard(job.id)
+                left = self._busy.pop(job.id, 1) - 1
+                if left > 0:
+                    self._busy[job.id] = left
+                    return
+            self.ownership.release(job.id)
+
+    @staticmethod
+    def _elsewhere(job: Job, what: str) -> Recon3DError:
+        who = f" ({job.owner.describe()})" if job.owner is not None else ""
+        return Recon3DError(f"This job is running in another Blender{who}; {what}.",
+                            code="input")
+
+    def _start_watch(self) -> None:
+        with self._lock:
+            if self._watcher is not None or self.stopping.is_set():
+                return
+            self._watcher = threading.Thread(target=self._watch, name="recon3d-watch",
+                                             daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while not self.stopping.wait(self.takeover_interval):
+            try:
+                self.check_others()
+            except Exception:       # never let the watch die: take-over depends on it
+                log.exception("Recon3D: checking the jobs of other Blenders failed")
+
     def _lane(self, provider_id: str) -> Lane:
         with self._lock:
             lane = self._lanes.get(provider_id)
@@ -149,7 +283,19 @@ class Engine:
         self._save(job)
 
     def _save(self, job: Job) -> None:
-        self.journal.write(job)
+        """Journal a change, only ever as the job's owner. A finished job this engine has let
+        go of (imported later, say) is owned again for the write, unless another process has
+        it: then the change stays in memory and that process's journal wins."""
+        if self.ownership.owns(job.id):
+            self.journal.write(job)
+        elif self.ownership.claim(job.id):
+            try:
+                self.journal.write(job)
+            finally:
+                if job.id not in self._busy:
+                    self.ownership.release(job.id)
+        else:
+            log.info("Recon3D: job %s belongs to another Blender; change not journaled", job.id)
         self.events.put(job.id)
 
     def _set(self, job: Job, **changes) -> None:
@@ -157,13 +303,7 @@ class Engine:
         self._save(job)
 
     def _resume_step(self, job: Job) -> str | None:
-        if job.state == "ready" and job.files and all(os.path.isfile(f) for f in job.files):
-            return None
-        try:
-            idempotent = provider_class(job.provider).idempotent_submit
-        except Recon3DError:
-            idempotent = False
-        step = billing.resume_step(job.state, job.submit_sent, job.remote_id, idempotent)
+        step = _next_step(job)
         if step == "interrupted":
             error = billing.interrupted_submit(_service_name(job.provider))
             self._set(job, state="failed", error_code=error.code, error=str(error))
@@ -173,6 +313,15 @@ class Engine:
         return step
 
     def _run(self, job: Job, step: str, lane: Lane) -> None:
+        with self._lock:
+            self._running.add(job.id)
+        try:
+            self._run_step(job, step, lane)
+        finally:
+            # Its last journal write is done (finished, or stopped for the next owner).
+            self._let_go(job)
+
+    def _run_step(self, job: Job, step: str, lane: Lane) -> None:
         stop = StopSignal(job, self.stopping)
         provider = None
         try:
@@ -310,6 +459,32 @@ def _cost_fields(state: dict) -> dict:
     if state.get("remaining_credits") is not None:
         out["remaining_credits"] = state["remaining_credits"]
     return out
+
+
+def _next_step(job: Job) -> str | None:
+    """What a journaled job may do next (billing.resume_step), without doing anything."""
+    if job.state == "ready" and job.files and all(os.path.isfile(f) for f in job.files):
+        return None
+    try:
+        idempotent = provider_class(job.provider).idempotent_submit
+    except Recon3DError:
+        idempotent = False
+    return billing.resume_step(job.state, job.submit_sent, job.remote_id, idempotent)
+
+
+def _needs_work(job: Job) -> bool:
+    """Something is left to do (or to decide, for an interrupted submit): what resume and
+    take-over pick up."""
+    return _next_step(job) is not None
+
+
+def _stamp(path: str) -> tuple | None:
+    """Changes whenever the journal entry is rewritten (a new file replaces it each time)."""
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _service_name(provider_id: str) -> str:

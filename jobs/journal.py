@@ -49,18 +49,27 @@ class Journal:
                 raise
             _fsync_dir(folder)
 
+    def ids(self) -> list[str]:
+        """The job folders there are (some may have no entry yet)."""
+        try:
+            return sorted(os.listdir(self.jobs_dir))
+        except OSError:
+            return []
+
+    def entry_path(self, job_id: str) -> str:
+        return os.path.join(self.jobs_dir, job_id, JOURNAL_NAME)
+
+    def load(self, job_id: str) -> Job | None:
+        """The job as journaled, or None without a readable entry."""
+        try:
+            with open(self.entry_path(job_id), encoding="utf-8") as fh:
+                return Job.from_json(json.load(fh))
+        except (OSError, ValueError, KeyError, TypeError):
+            return None
+
     def load_all(self) -> list[Job]:
         """Every journaled job, oldest first. Unreadable entries are skipped, not fatal."""
-        jobs = []
-        if not os.path.isdir(self.jobs_dir):
-            return jobs
-        for name in sorted(os.listdir(self.jobs_dir)):
-            path = os.path.join(self.jobs_dir, name, JOURNAL_NAME)
-            try:
-                with open(path, encoding="utf-8") as fh:
-                    jobs.append(Job.from_json(json.load(fh)))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+        jobs = [job for job in map(self.load, self.ids()) if job is not None]
         jobs.sort(key=lambda j: j.created_at)
         return jobs
 

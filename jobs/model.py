@@ -58,6 +58,9 @@ class Job:
         self.auto_import = auto_import or {}
         self.label = label
         self.imported_objects: list[str] = []
+        #: who works on it when that is another process (an ownership.OwnerInfo), else None;
+        #: such a job is listed here but neither submitted, polled nor downloaded
+        self.owner = None
         self._changed = threading.Condition()
         self.cancel_event = threading.Event()
 
@@ -93,6 +96,17 @@ class Job:
             if self.state in FINISHED and self.finished_at is None:
                 self.finished_at = self.updated_at
             self._changed.notify_all()
+
+    def refresh_from(self, other: "Job") -> bool:
+        """Take the journaled fields of `other` (this job as another process journaled it), if
+        it is newer. Returns True when something was taken."""
+        with self._changed:
+            if other.updated_at <= self.updated_at:
+                return False
+            for name in JOURNAL_FIELDS:
+                setattr(self, name, getattr(other, name))
+            self._changed.notify_all()
+        return True
 
     def to_json(self) -> dict:
         return {name: getattr(self, name) for name in JOURNAL_FIELDS}

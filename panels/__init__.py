@@ -6,6 +6,7 @@ import bpy
 
 from ..addon import runtime
 from ..addon.form import option_attr
+from ..jobs import ACTIVE
 
 MAX_LISTED_JOBS = 8
 STATE_ICONS = {"queued": "SORTTIME", "submitting": "EXPORT", "running": "PLAY",
@@ -85,7 +86,10 @@ class RECON3D_PT_jobs(bpy.types.Panel):
                 row.label(text=f"{job.state} {job.progress:.0%}")
             else:
                 row.label(text=job.state)
-            if job.state in ("queued", "submitting", "running", "downloading"):
+            if job.owner is not None and job.state in ACTIVE:
+                box.label(text="Running in another Blender", icon="WINDOW")
+                box.label(text=job.owner.describe())
+            elif job.state in ACTIVE:
                 row.operator("recon3d.cancel", text="", icon="X").job_id = job.id
             elif job.state == "ready":
                 row.operator("recon3d.import_job", text="", icon="IMPORT").job_id = job.id
