@@ -62,6 +62,7 @@ class Engine:
         self._ran: set[str] = set()             # jobs this engine submitted or took over
         self._stamps: dict[str, tuple] = {}     # journal entry identity, as last read
         self._watcher: threading.Thread | None = None
+        self._warned_unsupported = False
         self._sleep = sleep
         #: how long a submit keeps waiting out 429s (the service did not take it) before the
         #: job fails with the service's rate-limit message
@@ -94,7 +95,7 @@ class Engine:
 
     def submit(self, job: Job) -> Job:
         """Own the job, journal it, then queue it. Returns at once."""
-        if not self.ownership.claim(job.id):
+        if not self._claim(job.id):
             raise Recon3DError(f"Recon3D could not start job {job.id}: another Blender already "
                                f"uses its folder. Generate again.", code="internal")
         self._ran.add(job.id)
@@ -126,7 +127,7 @@ class Engine:
                                "generate again instead.", code="input")
         with self._take_lock:
             # (its worker may still be letting go of it: the queued step keeps it owned)
-            if not self.ownership.claim(job.id):
+            if not self._claim(job.id):
                 job.owner = self.ownership.owner_of(job.id) or job.owner
                 raise self._elsewhere(job, "it is being fetched there")
             job.owner = None
@@ -210,7 +211,12 @@ class Engine:
         with self._take_lock:
             if job.id in self._busy or self.stopping.is_set():
                 return False
-            if not self.ownership.claim(job.id):
+            try:
+                claimed = self._claim(job.id)
+            except Recon3DError as exc:     # tried again on the next check
+                log.warning("Recon3D: %s", exc)
+                return False
+            if not claimed:
                 owner = self.ownership.owner_of(job.id)
                 if owner is not None and owner != job.owner:
                     job.owner = owner
@@ -230,6 +236,19 @@ class Engine:
             self._enqueue(job, step)
             self.events.put(job.id)
             return True
+
+    def _claim(self, job_id: str) -> bool:
+        try:
+            claimed = self.ownership.claim(job_id)
+            if self.ownership.unsupported and not self._warned_unsupported:
+                self._warned_unsupported = True
+                log.warning("Recon3D: %s", self.ownership.unsupported)
+            return claimed
+        except OSError as exc:
+            raise Recon3DError(
+                f"Recon3D could not lock job {job_id} in its data folder "
+                f"{self.journal.jobs_dir} ({exc.strerror or exc}). Check that the folder is "
+                f"writable and the disk is not full, then try again.") from exc
 
     def _enqueue(self, job: Job, step: str) -> None:
         with self._lock:
@@ -288,7 +307,7 @@ class Engine:
         it: then the change stays in memory and that process's journal wins."""
         if self.ownership.owns(job.id):
             self.journal.write(job)
-        elif self.ownership.claim(job.id):
+        elif self._claim(job.id):
             try:
                 self.journal.write(job)
             finally:

@@ -9,6 +9,8 @@ import os
 import signal
 import time
 
+import pytest
+
 from conftest import start_blender
 from emulator import wait_until
 from test_providers import serve
@@ -186,3 +188,32 @@ def test_ownership_closed_engine_hands_its_jobs_over(recon3d, emulator, fixtures
     finally:
         a.shutdown()
         b.shutdown()
+
+
+def test_ownership_a_lock_that_cannot_be_made_is_a_clear_error(recon3d, emulator, fixtures,
+                                                               tmp_path):
+    """A job folder where the lock file cannot be created (here: a folder in its place):
+    submitting says so in a sentence, and enabling (resume) lists the job without failing."""
+    import importlib
+    from conftest import PKG
+    jobs, runtime, errors = (importlib.import_module(f"{PKG}.{m}")
+                             for m in ("jobs", "addon.runtime", "errors"))
+    data = tmp_path / "data"
+    engine = jobs.Engine(str(data), runtime.settings_for, owner_label="test")
+    job = jobs.Job("segmind_sam3d", {"image_path": fixtures.path("photo.png"),
+                                     "image_size": [64, 64]})
+    (data / "jobs" / job.id / "owner.lock").mkdir(parents=True)
+    try:
+        with pytest.raises(errors.Recon3DError, match="could not lock job .* writable"):
+            engine.submit(job)
+        engine.journal.write(job)                  # as if journaled by an older version
+        other = jobs.Engine(str(data), runtime.settings_for, owner_label="other")
+        try:
+            assert other.resume() == []
+            assert [j.id for j in other.jobs()] == [job.id]
+            assert other.get(job.id).state == "queued"
+        finally:
+            other.shutdown()
+    finally:
+        engine.shutdown()
+    assert emulator.segmind.submits == []
