@@ -9,6 +9,7 @@ Layout under the data directory:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -16,6 +17,8 @@ import threading
 from .model import Job
 
 JOURNAL_NAME = "job.json"
+
+log = logging.getLogger(__name__)
 
 
 class Journal:
@@ -50,19 +53,36 @@ class Journal:
             _fsync_dir(folder)
 
     def load_all(self) -> list[Job]:
-        """Every journaled job, oldest first. Unreadable entries are skipped, not fatal."""
+        """Every journaled job, oldest first. An entry that cannot be read is logged and listed
+        as a failed job saying so (never rewritten: it stays for a person to look at)."""
         jobs = []
         if not os.path.isdir(self.jobs_dir):
             return jobs
         for name in sorted(os.listdir(self.jobs_dir)):
             path = os.path.join(self.jobs_dir, name, JOURNAL_NAME)
+            if not os.path.isfile(path):
+                continue            # a job folder whose job was never journaled
             try:
                 with open(path, encoding="utf-8") as fh:
                     jobs.append(Job.from_json(json.load(fh)))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                log.warning("Recon3D: the job record %s cannot be read (%s); it is listed as "
+                            "a failed job and left as it is.", path, exc)
+                jobs.append(_unreadable(name, path, exc))
         jobs.sort(key=lambda j: j.created_at)
         return jobs
+
+
+def _unreadable(name: str, path: str, exc: Exception) -> Job:
+    job = Job("", {}, job_id=name, label=name)
+    job.update(state="failed", error_code="error", error=(
+        f"Recon3D cannot read this job's record ({exc}). Nothing more is sent or fetched for "
+        f"it; its files are kept in {os.path.dirname(path)}."))
+    try:
+        job.created_at = os.path.getmtime(path)
+    except OSError:
+        pass
+    return job
 
 
 def _fsync_dir(path: str) -> None:

@@ -95,6 +95,9 @@ def describe_status(service: str, status: int, reason: str | None, *, key_hint: 
 def describe_download_error(service: str, status: int) -> Recon3DError:
     """A CDN that will not hand out a paid result: the result is safe at the service."""
     trouble = ": its download server is having trouble" if status in TRANSIENT_STATUSES else ""
+    # A transient fault ("download") is tried again by itself for a while; any other is not,
+    # but the result is still there for Retry Download ("result").
     return ServiceError(
         f"Downloading the result from {service} failed (HTTP {status}){trouble}. The result is "
-        f"safe — nothing was lost or billed again; use Retry Download later.", code="download")
+        f"safe — nothing was lost or billed again; use Retry Download later.",
+        code="download" if status in TRANSIENT_STATUSES else "result")
