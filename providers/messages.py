@@ -13,7 +13,7 @@ from typing import Mapping
 
 import requests
 
-from ..errors import AuthError, Recon3DError, ServiceError
+from ..errors import AuthError, Recon3DError, ServiceError, scrub
 from .retry import TRANSIENT_STATUSES
 
 REASON_KEYS = ("message", "error", "detail", "msg", "reason", "errors", "responseContent")
@@ -33,7 +33,8 @@ def failure_reason(body, keys: tuple[str, ...] = REASON_KEYS) -> str | None:
     found = _find_reason(body, keys, depth=0)
     if not found:
         return None
-    return " ".join(str(found).split())[:MAX_REASON_CHARS]
+    # Scrubbed before it is shortened: a key cut in half would no longer be recognised.
+    return " ".join(scrub(found).split())[:MAX_REASON_CHARS]
 
 
 def _find_reason(body, keys, depth):
