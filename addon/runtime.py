@@ -11,7 +11,7 @@ import threading
 
 import bpy
 
-from ..errors import AuthError, NetworkBlocked
+from ..errors import AuthError, NetworkBlocked, remember_secrets
 from ..jobs import DEFAULT_MAX_IN_FLIGHT, Engine
 from ..providers import REGISTRY, ProviderSettings, provider_class, resolve_base_url
 from ..providers.http import is_loopback
@@ -58,6 +58,7 @@ def credentials(provider_id: str) -> dict:
     for key in cls.keys:
         value = getattr(prefs, key.pref, "") if prefs else ""
         creds[key.pref] = (value or os.environ.get(key.env, "")).strip()
+    remember_secrets(creds.values())          # masked wherever text is scrubbed
     return creds
 
 
@@ -98,6 +99,12 @@ def check_ready_to_send(provider_id: str) -> ProviderSettings:
     if missing:
         names = " and ".join(k.label for k in missing)
         raise AuthError(f"No {names} is set. {cls.key_hint()}")
+    malformed = cls.malformed_keys(settings.credentials)
+    if malformed:
+        names = " and ".join(k.label for k in malformed)
+        raise AuthError(f"The {names} has a space, line break or other invisible character "
+                        f"inside, so it was not sent. Copy it again from your {cls.service} "
+                        f"account. {cls.key_hint()}")
     if not settings.allow_online and not is_loopback(settings.base_url):
         raise NetworkBlocked(
             f"Blender's online access is off, so Recon3D cannot send the job to {cls.service}. "

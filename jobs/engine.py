@@ -37,8 +37,12 @@ log = logging.getLogger(__name__)
 DEFAULT_MAX_IN_FLIGHT = 4
 #: how long a job may keep getting transient errors while polling before it gives up
 TRANSIENT_GIVE_UP = 15 * 60.0
-#: a job still unfinished after this long is failed (services expire results after ~1 h)
+#: a job still unfinished after this long of polling (counted from its submit, resume or
+#: retry, and only once it has been polled) is failed
 JOB_DEADLINE = 2 * 3600.0
+#: how long a download keeps being tried again after transient faults (a CDN outage) before
+#: the job fails with a message saying the result is safe and can be fetched again
+DOWNLOAD_GIVE_UP = 5 * 60.0
 
 
 class Engine:
@@ -67,6 +71,7 @@ class Engine:
         #: how long a submit keeps waiting out 429s (the service did not take it) before the
         #: job fails with the service's rate-limit message
         self.rate_limit_give_up = TRANSIENT_GIVE_UP
+        self.download_give_up = DOWNLOAD_GIVE_UP
 
     # -- public -------------------------------------------------------------------------------
     def jobs(self) -> list[Job]:
@@ -192,8 +197,11 @@ class Engine:
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Stop workers between steps, leaving every job journaled as it is (it resumes on the
-        next enable, or in another Blender). Never cancels anything on the service."""
+        next enable, or in another Blender). Never cancels anything on the service. Every
+        `Job.wait()` returns at once, with the job as it is (see Job.wait)."""
         self.stopping.set()
+        for job in self.jobs():
+            job.release_waiters()
         deadline = time.monotonic() + timeout
         for thread in threading.enumerate():
             if thread.name.startswith("recon3d-") and thread is not threading.current_thread():
@@ -293,7 +301,8 @@ class Engine:
             lane = self._lanes.get(provider_id)
             if lane is None:
                 lane = self._lanes[provider_id] = Lane(provider_id, self.max_in_flight,
-                                                       self.stopping, self._run)
+                                                       self.stopping, self._run,
+                                                       self.events.put)
             return lane
 
     def _record(self, job: Job) -> None:
@@ -401,14 +410,19 @@ class Engine:
         submitted = job.submitted_at or time.time()
         if job.state == "downloading" and job.service_data.get("result_refs"):
             return PollStatus("done", result=job.service_data["result_refs"])
+        # The deadline counts from now (this submit, resume or retry), never before a poll:
+        # a job resumed hours after it was sent may long be finished.
+        waiting_since = time.time()
+        polled = False
         trouble_since = None
         troubles = 0
         delay = 0.0 if immediate else None
         while True:
             age = time.time() - submitted
-            if age > JOB_DEADLINE:
+            if polled and time.time() - waiting_since > JOB_DEADLINE:
                 raise ServiceError(f"{provider.service} has not finished this job after "
-                                   f"{JOB_DEADLINE / 3600:.0f} hours; Recon3D stopped waiting. "
+                                   f"{JOB_DEADLINE / 3600:.0f} hours of waiting; Recon3D "
+                                   f"stopped waiting. "
                                    f"Check your {provider.service} dashboard.", code="timeout")
             if delay is None:
                 delay = next_poll_interval(age, job.progress or None)
@@ -430,6 +444,7 @@ class Engine:
                 delay = min(60.0, 2.0 ** troubles)
                 continue
             finally:
+                polled = True
                 job.update(polls=job.polls + 1)
             if status.progress is not None and status.progress != job.progress:
                 job.update(progress=max(0.0, min(1.0, float(status.progress))))
@@ -449,14 +464,31 @@ class Engine:
         if job.files and all(os.path.isfile(f) for f in job.files):
             files = job.files          # already on disk: never download twice
         else:
-            stop.raise_if_stopped()
             state = dict(job.service_data)
-            files = provider.download(job.remote_id, status, state, self.job_dir(job))
+            files = self._download_patiently(job, provider, status, state, stop)
             job.update(service_data=state)
         if job.cancel_event.is_set():
             raise Canceled("The job was canceled.")
         self._set(job, state="ready", files=list(files), progress=1.0,
                   **_cost_fields(job.service_data))
+
+    def _download_patiently(self, job, provider, status, state, stop) -> list[str]:
+        """The provider's download, tried again with growing pauses while it fails with
+        transient faults (the HTTP layer already retried each request), for
+        `download_give_up` seconds; then its error, which says the result is safe."""
+        started = time.monotonic()
+        troubles = 0
+        while True:
+            stop.raise_if_stopped()
+            try:
+                return provider.download(job.remote_id, status, state, self.job_dir(job))
+            except Recon3DError as exc:
+                left = self.download_give_up - (time.monotonic() - started)
+                if not exc.transient or left <= 0:
+                    raise
+                troubles += 1
+                if stop.wait(min(60.0, 2.0 ** troubles, left)):
+                    stop.raise_if_stopped()
 
     def _finish_canceled(self, job: Job, provider) -> None:
         if job.state in ("canceled", "imported"):

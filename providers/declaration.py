@@ -95,7 +95,7 @@ class PollStatus:
 class ProviderSettings:
     """Everything a provider needs at run time, resolved on the main thread. Never journaled."""
     base_url: str
-    credentials: dict
+    credentials: dict = field(repr=False)       # keys: never in a repr or a log
     allow_online: bool = False
 
 

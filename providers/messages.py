@@ -13,7 +13,7 @@ from typing import Mapping
 
 import requests
 
-from ..errors import AuthError, Recon3DError, ServiceError
+from ..errors import AuthError, Recon3DError, ServiceError, scrub
 from .retry import TRANSIENT_STATUSES
 
 REASON_KEYS = ("message", "error", "detail", "msg", "reason", "errors", "responseContent")
@@ -33,7 +33,8 @@ def failure_reason(body, keys: tuple[str, ...] = REASON_KEYS) -> str | None:
     found = _find_reason(body, keys, depth=0)
     if not found:
         return None
-    return " ".join(str(found).split())[:MAX_REASON_CHARS]
+    # Scrubbed before it is shortened: a key cut in half would no longer be recognised.
+    return " ".join(scrub(found).split())[:MAX_REASON_CHARS]
 
 
 def _find_reason(body, keys, depth):
@@ -95,6 +96,9 @@ def describe_status(service: str, status: int, reason: str | None, *, key_hint: 
 def describe_download_error(service: str, status: int) -> Recon3DError:
     """A CDN that will not hand out a paid result: the result is safe at the service."""
     trouble = ": its download server is having trouble" if status in TRANSIENT_STATUSES else ""
+    # A transient fault ("download") is tried again by itself for a while; any other is not,
+    # but the result is still there for Retry Download ("result").
     return ServiceError(
         f"Downloading the result from {service} failed (HTTP {status}){trouble}. The result is "
-        f"safe — nothing was lost or billed again; use Retry Download later.", code="download")
+        f"safe — nothing was lost or billed again; use Retry Download later.",
+        code="download" if status in TRANSIENT_STATUSES else "result")

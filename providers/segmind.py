@@ -15,8 +15,9 @@ import requests
 
 from ..errors import AuthError, JobFailed, ResultError, ServiceError
 from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
-from .files import (MAX_RESULT_BYTES, MODEL_KINDS, check_model_bytes, extract_glb_from_zip,
-                    read_base64, remove_quietly, sniff, sniff_file, write_capped)
+from .files import (MAX_RESULT_BYTES, MODEL_KINDS, capped, check_model_bytes,
+                    extract_glb_from_zip, read_base64, remove_quietly, sniff, sniff_file,
+                    write_capped)
 from .messages import describe_status, failure_reason, json_body, reason_from_response
 
 MODEL_PATH = "/v2/sam-3d-objects"
@@ -24,6 +25,8 @@ MODEL_PATH = "/v2/sam-3d-objects"
 ANSWERS = {401: ("auth", "the API key is invalid", "{key_hint}"),
            406: ("credits", "your account does not have enough credits",
                  "Top up at segmind.com, then try again.")}
+#: the result answer read into memory when it is JSON (an inline base64 model at most)
+MAX_BODY_BYTES = MAX_RESULT_BYTES // 2
 
 
 class SegmindSam3D(Provider):
@@ -102,7 +105,7 @@ class SegmindSam3D(Provider):
                 # The result endpoint answered with the model itself.
                 write_capped(raw, _chained(first, chunks), service=self.service)
                 return [self._finish_file(raw, dest)]
-            body_text = first + b"".join(chunks)
+            body_text = b"".join(capped(_chained(first, chunks), MAX_BODY_BYTES, self.service))
         finally:
             resp.close()
         try:

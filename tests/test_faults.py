@@ -347,8 +347,13 @@ def test_cdn_outage_longer_than_the_retries_leaves_a_retryable_job(api, recon3d,
     api.retry fetches it once the CDN is back — one submit in all."""
     serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
     outage = emulator.fault(lambda req: req.server == "cdn", Reply(503, "down"), times=999)
-    job = api.submit(fixtures.path("photo.png"), "segmind_sam3d")
-    assert job.wait(120).state == "failed", job.state
+    engine = recon3d.addon.runtime.running_engine()
+    engine.download_give_up = 1.0             # the engine's own patience (minutes) cut short
+    try:
+        job = api.submit(fixtures.path("photo.png"), "segmind_sam3d")
+        assert job.wait(120).state == "failed", job.state
+    finally:
+        engine.download_give_up = 5 * 60.0
     assert recon3d.errors.CODES[job.error_code].refetch, job.error_code
     assert "safe" in job.error and "Retry Download" in job.error, job.error
     assert not any(name.endswith(".part") for name in os.listdir(os.path.dirname(
