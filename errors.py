@@ -36,6 +36,7 @@ CODES: dict[str, Code] = {
     "offline": Code(refetch=True),            # turn online access on, then retry
     "auth": Code(),
     "not_ready": Code(),
+    "elsewhere": Code(),                      # another Blender runs this job
     # the service said no
     "credits": Code(),
     "forbidden": Code(),

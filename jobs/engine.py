@@ -23,29 +23,25 @@ import threading
 import time
 from typing import Callable
 
-from ..errors import Canceled, JobFailed, Recon3DError, ServiceError
-from ..providers import JobInputs, PollStatus, ProviderSettings, make_provider, provider_class
+from ..errors import Recon3DError
+from ..providers import ProviderSettings, provider_class
 from ..providers import billing
 from .journal import Journal
-from .lanes import Lane, StopSignal, Stopped
+from .lanes import Lane
 from .model import ACTIVE, Job
 from .ownership import TAKEOVER_INTERVAL, Ownership
-from .polling import next_poll_interval
+from .sharing import SharedFolder
+from .worker import TRANSIENT_GIVE_UP, Worker
 
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_IN_FLIGHT = 4
-#: how long a job may keep getting transient errors while polling before it gives up
-TRANSIENT_GIVE_UP = 15 * 60.0
-#: a job still unfinished after this long of polling (counted from its submit, resume or
-#: retry, and only once it has been polled) is failed
-JOB_DEADLINE = 2 * 3600.0
 #: how long a download keeps being tried again after transient faults (a CDN outage) before
 #: the job fails with a message saying the result is safe and can be fetched again
 DOWNLOAD_GIVE_UP = 5 * 60.0
 
 
-class Engine:
+class Engine(SharedFolder):
     def __init__(self, data_dir: str, settings_for: Callable[[str], ProviderSettings], *,
                  max_in_flight: int = DEFAULT_MAX_IN_FLIGHT, sleep=None, owner_label: str = ""):
         self.journal = Journal(data_dir)
@@ -118,7 +114,7 @@ class Engine:
         job.cancel_event.set()
         lane = self._lanes.get(job.provider)
         if lane is not None and lane.remove(job):
-            self._finish_canceled(job, None)
+            self.finish_canceled(job, None)
             self._let_go(job)
 
     def can_retry(self, job: Job) -> bool:
@@ -159,41 +155,10 @@ class Engine:
                 if job.id in self._jobs:
                     continue
                 self._jobs[job.id] = job
-            if _needs_work(job) and self._take(job):
+            if self.needs_work(job) and self._take(job):
                 resumed.append(job)
         self._start_watch()
         return resumed
-
-    def check_others(self) -> None:
-        """Follow the jobs other processes own: list new ones, take their journaled progress,
-        and take over those whose owner is gone. Runs every `takeover_interval` seconds on a
-        thread of its own; costs a directory listing and a stat per job, a read per changed
-        entry and a claim attempt (~20 µs) per unfinished job of another process."""
-        for job_id in self.journal.ids():
-            if self.stopping.is_set():
-                return
-            if self.ownership.owns(job_id):
-                continue
-            stamp = _stamp(self.journal.entry_path(job_id))
-            if stamp is None:
-                continue
-            job = self.get(job_id)
-            if job is None or self._stamps.get(job_id) != stamp:
-                fresh = self.journal.load(job_id)
-                if fresh is None:
-                    continue
-                self._stamps[job_id] = stamp
-                if job is None:
-                    with self._lock:
-                        job = self._jobs.setdefault(job_id, fresh)
-                    self.events.put(job_id)
-                elif job.refresh_from(fresh):
-                    self.events.put(job_id)
-            if _needs_work(job):
-                self._take(job)
-            elif job.owner is not None:
-                job.owner = None
-                self.events.put(job_id)
 
     def shutdown(self, timeout: float = 2.0) -> None:
         """Stop workers between steps, leaving every job journaled as it is (it resumes on the
@@ -213,51 +178,6 @@ class Engine:
                     self.ownership.release(job_id)
 
     # -- internals -----------------------------------------------------------------------------
-    def _take(self, job: Job) -> bool:
-        """Own a listed job and queue its next step; False when another process owns it (then
-        `job.owner` says who) or nothing is left to do."""
-        with self._take_lock:
-            if job.id in self._busy or self.stopping.is_set():
-                return False
-            try:
-                claimed = self._claim(job.id)
-            except Recon3DError as exc:     # tried again on the next check
-                log.warning("Recon3D: %s", exc)
-                return False
-            if not claimed:
-                owner = self.ownership.owner_of(job.id)
-                if owner is not None and owner != job.owner:
-                    job.owner = owner
-                    self.events.put(job.id)
-                return False
-            # The previous owner may have moved it on since we read it.
-            fresh = self.journal.load(job.id)
-            if fresh is not None:
-                job.refresh_from(fresh)
-            job.owner = None
-            step = self._resume_step(job)
-            if step is None:
-                self.ownership.release(job.id)
-                self.events.put(job.id)
-                return False
-            self._ran.add(job.id)
-            self._enqueue(job, step)
-            self.events.put(job.id)
-            return True
-
-    def _claim(self, job_id: str) -> bool:
-        try:
-            claimed = self.ownership.claim(job_id)
-            if self.ownership.unsupported and not self._warned_unsupported:
-                self._warned_unsupported = True
-                log.warning("Recon3D: %s", self.ownership.unsupported)
-            return claimed
-        except OSError as exc:
-            raise Recon3DError(
-                f"Recon3D could not lock job {job_id} in its data folder "
-                f"{self.journal.jobs_dir} ({exc.strerror or exc}). Check that the folder is "
-                f"writable and the disk is not full, then try again.") from exc
-
     def _enqueue(self, job: Job, step: str) -> None:
         with self._lock:
             self._busy[job.id] = self._busy.get(job.id, 0) + 1
@@ -274,27 +194,6 @@ class Engine:
                     self._busy[job.id] = left
                     return
             self.ownership.release(job.id)
-
-    @staticmethod
-    def _elsewhere(job: Job, what: str) -> Recon3DError:
-        who = f" ({job.owner.describe()})" if job.owner is not None else ""
-        return Recon3DError(f"This job is running in another Blender{who}; {what}.",
-                            code="input")
-
-    def _start_watch(self) -> None:
-        with self._lock:
-            if self._watcher is not None or self.stopping.is_set():
-                return
-            self._watcher = threading.Thread(target=self._watch, name="recon3d-watch",
-                                             daemon=True)
-        self._watcher.start()
-
-    def _watch(self) -> None:
-        while not self.stopping.wait(self.takeover_interval):
-            try:
-                self.check_others()
-            except Exception:       # never let the watch die: take-over depends on it
-                log.exception("Recon3D: checking the jobs of other Blenders failed")
 
     def _lane(self, provider_id: str) -> Lane:
         with self._lock:
@@ -330,6 +229,12 @@ class Engine:
         job.update(**changes)
         self._save(job)
 
+    @staticmethod
+    def needs_work(job: Job) -> bool:
+        """Something is left to do (or to decide, for an interrupted submit): what resume and
+    take-over pick up."""
+        return _next_step(job) is not None
+
     def _resume_step(self, job: Job) -> str | None:
         step = _next_step(job)
         if step == "interrupted":
@@ -344,153 +249,13 @@ class Engine:
         with self._lock:
             self._running.add(job.id)
         try:
-            self._run_step(job, step, lane)
+            Worker(self, lane).run(job, step)
         finally:
             # Its last journal write is done (finished, or stopped for the next owner).
             self._let_go(job)
 
-    def _run_step(self, job: Job, step: str, lane: Lane) -> None:
-        stop = StopSignal(job, self.stopping)
-        provider = None
-        try:
-            stop.raise_if_stopped()
-            provider = make_provider(job.provider, self.settings_for(job.provider),
-                                     stop=stop, on_backoff=lane.slow_down,
-                                     **({"sleep": self._sleep} if self._sleep else {}))
-            inputs = JobInputs.from_json(job.inputs)
-            if step == "submit":
-                self._submit(job, provider, inputs, lane, stop)
-            # A resumed job polls at once: it may have finished while Blender was closed.
-            status = self._poll_until_done(job, provider, lane, stop, immediate=step != "submit")
-            self._download(job, provider, status, stop)
-        except Stopped:
-            return
-        except Canceled:
-            if job.cancel_event.is_set():
-                self._finish_canceled(job, provider)
-        except Recon3DError as exc:
-            if job.cancel_event.is_set():
-                self._finish_canceled(job, provider)
-            elif not self.stopping.is_set():
-                self._set(job, state="failed", error=str(exc), error_code=exc.code)
-        except Exception as exc:  # a bug: the artist still gets a sentence, the console the trace
-            log.exception("Recon3D job %s failed unexpectedly", job.id)
-            self._set(job, state="failed", error_code="internal", error=(
-                f"Recon3D hit an unexpected problem ({type(exc).__name__}: {exc}). The job's "
-                f"files are kept in {self.job_dir(job)}; please report this."))
-
-    def _submit(self, job, provider, inputs, lane, stop) -> None:
-        state = dict(job.service_data)
-        self._set(job, state="submitting")
-
-        def mark_sending():
-            stop.raise_if_stopped()
-            self._set(job, submit_sent=True, service_data=dict(state))
-
-        limited_since = None
-        while True:
-            lane.wait_backoff(stop)
-            try:
-                remote_id = provider.submit(inputs, state, mark_sending)
-                break
-            except Recon3DError as exc:
-                # 429: the service provably did not take it; wait for the lane, then again,
-                # for as long as the artist would reasonably wait.
-                if exc.code != "rate_limited" or stop.wait(0):
-                    raise
-                limited_since = limited_since or time.monotonic()
-                if time.monotonic() - limited_since > self.rate_limit_give_up:
-                    raise
-                lane.slow_down(min(5.0, self.rate_limit_give_up / 4))
-        self._set(job, state="running", remote_id=remote_id, service_data=dict(state),
-                  submitted_at=time.time(), **_cost_fields(state))
-
-    def _poll_until_done(self, job, provider, lane, stop, immediate: bool) -> PollStatus:
-        state = dict(job.service_data)
-        submitted = job.submitted_at or time.time()
-        if job.state == "downloading" and job.service_data.get("result_refs"):
-            return PollStatus("done", result=job.service_data["result_refs"])
-        # The deadline counts from now (this submit, resume or retry), never before a poll:
-        # a job resumed hours after it was sent may long be finished.
-        waiting_since = time.time()
-        polled = False
-        trouble_since = None
-        troubles = 0
-        delay = 0.0 if immediate else None
-        while True:
-            age = time.time() - submitted
-            if polled and time.time() - waiting_since > JOB_DEADLINE:
-                raise ServiceError(f"{provider.service} has not finished this job after "
-                                   f"{JOB_DEADLINE / 3600:.0f} hours of waiting; Recon3D "
-                                   f"stopped waiting. "
-                                   f"Check your {provider.service} dashboard.", code="timeout")
-            if delay is None:
-                delay = next_poll_interval(age, job.progress or None)
-            if stop.wait(delay):
-                stop.raise_if_stopped()
-            lane.wait_backoff(stop)
-            delay = None
-            try:
-                status = provider.poll(job.remote_id, state)
-                trouble_since, troubles = None, 0
-            except Recon3DError as exc:
-                if not exc.transient:
-                    raise
-                trouble_since = trouble_since or time.monotonic()
-                if time.monotonic() - trouble_since > TRANSIENT_GIVE_UP:
-                    raise
-                # The HTTP layer already retried this poll; wait longer before the next one.
-                troubles += 1
-                delay = min(60.0, 2.0 ** troubles)
-                continue
-            finally:
-                polled = True
-                job.update(polls=job.polls + 1)
-            if status.progress is not None and status.progress != job.progress:
-                job.update(progress=max(0.0, min(1.0, float(status.progress))))
-                self.events.put(job.id)
-            if status.state == "done":
-                state["result_refs"] = status.result
-                self._set(job, state="downloading", service_data=dict(state),
-                          **_cost_fields(state))
-                return status
-            if status.state == "failed":
-                raise JobFailed(f"{provider.service} could not make the model: "
-                                f"{status.error or 'no reason given'}.")
-            if status.state == "canceled":
-                raise Canceled(f"The job was canceled on {provider.service}.")
-
-    def _download(self, job, provider, status, stop) -> None:
-        if job.files and all(os.path.isfile(f) for f in job.files):
-            files = job.files          # already on disk: never download twice
-        else:
-            state = dict(job.service_data)
-            files = self._download_patiently(job, provider, status, state, stop)
-            job.update(service_data=state)
-        if job.cancel_event.is_set():
-            raise Canceled("The job was canceled.")
-        self._set(job, state="ready", files=list(files), progress=1.0,
-                  **_cost_fields(job.service_data))
-
-    def _download_patiently(self, job, provider, status, state, stop) -> list[str]:
-        """The provider's download, tried again with growing pauses while it fails with
-        transient faults (the HTTP layer already retried each request), for
-        `download_give_up` seconds; then its error, which says the result is safe."""
-        started = time.monotonic()
-        troubles = 0
-        while True:
-            stop.raise_if_stopped()
-            try:
-                return provider.download(job.remote_id, status, state, self.job_dir(job))
-            except Recon3DError as exc:
-                left = self.download_give_up - (time.monotonic() - started)
-                if not exc.transient or left <= 0:
-                    raise
-                troubles += 1
-                if stop.wait(min(60.0, 2.0 ** troubles, left)):
-                    stop.raise_if_stopped()
-
-    def _finish_canceled(self, job: Job, provider) -> None:
+    # -- used by workers (jobs/worker.py) -------------------------------------------------------
+    def finish_canceled(self, job: Job, provider) -> None:
         if job.state in ("canceled", "imported"):
             return
         remote = job.remote_id
@@ -502,16 +267,6 @@ class Engine:
                 log.info("Recon3D: %s did not cancel job %s", job.provider, remote)
 
 
-def _cost_fields(state: dict) -> dict:
-    """The job fields a provider's journaled data sets: cost and credits left."""
-    out = {}
-    if state.get("cost") is not None:
-        out["cost"] = state["cost"]
-    if state.get("remaining_credits") is not None:
-        out["remaining_credits"] = state["remaining_credits"]
-    return out
-
-
 def _next_step(job: Job) -> str | None:
     """What a journaled job may do next (billing.resume_step), without doing anything."""
     if job.state == "ready" and job.files and all(os.path.isfile(f) for f in job.files):
@@ -521,21 +276,6 @@ def _next_step(job: Job) -> str | None:
     except Recon3DError:
         idempotent = False
     return billing.resume_step(job.state, job.submit_sent, job.remote_id, idempotent)
-
-
-def _needs_work(job: Job) -> bool:
-    """Something is left to do (or to decide, for an interrupted submit): what resume and
-    take-over pick up."""
-    return _next_step(job) is not None
-
-
-def _stamp(path: str) -> tuple | None:
-    """Changes whenever the journal entry is rewritten (a new file replaces it each time)."""
-    try:
-        st = os.stat(path)
-    except OSError:
-        return None
-    return (st.st_ino, st.st_mtime_ns, st.st_size)
 
 
 def _service_name(provider_id: str) -> str:
