@@ -356,3 +356,16 @@ def test_preference_key_and_url_are_used(api, recon3d, emulator, fixtures):
         prefs.fal_url = ""
     assert len(objects) == 1
     assert emulator.fal.submits[0].headers["authorization"] == f"Key {TEST_KEYS['fal']}"
+
+
+def test_cli_takes_fal_models_and_the_splat_option(recon3d, emulator, fixtures, capsys):
+    cli = importlib.import_module(f"{PKG}.cli")
+    emulator.fal.results = [fixtures.glb("blob")]
+    assert cli.main(["generate", fixtures.path("photo.png"), "--provider", "fal_sam3d",
+                     "--prompt", "cup", "--box", "5,5,40,40", "--option",
+                     "import_splat=true", "--option", "detection_threshold=0.4"]) == 0
+    assert "imported 2 object" in capsys.readouterr().out       # the model and its splat
+    clouds = [o for o in bpy.data.objects if o.get("recon3d_splat")]
+    assert len(clouds) == 1 and len(clouds[0].data.vertices) == 200
+    body = emulator.fal.submits[0].json
+    assert body["detection_threshold"] == 0.4 and "import_splat" not in body
