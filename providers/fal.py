@@ -36,7 +36,7 @@ from urllib.parse import quote
 
 import requests
 
-from ..errors import AuthError, InputError, ResultError, ServiceError
+from ..errors import AuthError, InputError, ServiceError
 from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
 from .files import MAX_RESULT_BYTES, check_model_bytes, data_uri, sniff_file
 from .http import scheme_host_port
