@@ -56,8 +56,8 @@ class Provider:
 
     @classmethod
     def url_pref(cls) -> str:
-        """The add-on preference holding this service's endpoint override."""
-        return f"{cls.service.lower()}_url"
+        """The add-on preference holding this service's endpoint ("fal.ai" → fal_url)."""
+        return cls.service.lower().split(".")[0] + "_url"
 
     @classmethod
     def missing_keys(cls, credentials: Mapping[str, str]) -> list[KeySpec]:
