@@ -12,7 +12,7 @@ from typing import Callable
 from ..errors import InputError
 from .base import Provider
 from .declaration import Capabilities, JobInputs, OptionSpec, PollStatus, ProviderSettings
-from .fal import FAL_PROVIDERS
+from .fal_models import FAL_PROVIDERS
 from .http import HttpClient, HttpConfig, StopSignal
 from .runware import RunwareSam3D
 from .scenario import ScenarioPixal3D, ScenarioSam3D

@@ -42,6 +42,13 @@ def _find_reason(body, keys, depth):
         return None
     if isinstance(body, str):
         return body if body.strip() else None
+    if isinstance(body, dict) and body.get("msg") and isinstance(body.get("loc"), list):
+        # FastAPI's validation item (fal): keep the field it is about, "prompt: required"
+        where = ".".join(str(p) for p in body["loc"] if p != "body")
+        return f"{where}: {body['msg']}" if where else str(body["msg"])
+    if isinstance(body, list) and body and all(
+            isinstance(i, dict) and i.get("msg") for i in body):
+        return "; ".join(_find_reason(i, keys, depth + 1) or "" for i in body)
     if isinstance(body, dict):
         for key in keys:
             inner = _find_reason(body.get(key), keys, depth + 1)
