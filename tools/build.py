@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable
 
+sys.dont_write_bytecode = True     # nothing a tool runs may land in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blenders  # noqa: E402
 
