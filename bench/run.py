@@ -15,6 +15,7 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True     # nothing a tool runs may land in the source tree
 sys.path.insert(0, str(HERE.parent / "tools"))
 import blenders  # noqa: E402
 import build  # noqa: E402

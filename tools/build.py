@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable
 
+sys.dont_write_bytecode = True     # nothing a tool runs may land in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blenders  # noqa: E402
 
@@ -45,8 +46,8 @@ def strays(names: Iterable[str]) -> list[str]:
         return all("/".join(folders[:depth] + ["__init__.py"]) in names
                    for depth in range(len(folders) + 1))
 
-    return sorted(n for n in names
-                  if n not in EXTENSION_FILES and not (n.endswith((".py", ".json")) and in_package(n)))
+    return sorted(n for n in names if n not in EXTENSION_FILES
+                  and not (n.endswith((".py", ".json")) and in_package(n)))
 
 
 def source_files(source: Path) -> list[str]:
