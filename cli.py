@@ -7,7 +7,7 @@ code as `cli.main(argv)`.
                            [--option NAME=VALUE]… [--placement cursor|origin|original]
                            [--size LENGTH] [--match-camera] [--layout grid|row|original]
                            [--export DIR] [--preview DIR] [--timeout S] [--output FILE.blend]
-                           [--resume] [--dry-run]
+                           [--shard K/N] [--resume] [--dry-run]
     recon3d jobs
     recon3d import JOB_ID [--placement …] [--size …] [--output FILE.blend]
     recon3d cancel JOB_ID
@@ -55,6 +55,17 @@ def _option(text: str):
     return name.strip(), int(number) if number.is_integer() and "." not in value else number
 
 
+def _shard(text: str):
+    k, sep, n = text.partition("/")
+    try:
+        k, n = int(k), int(n)
+    except ValueError:
+        k = n = 0
+    if not sep or not 1 <= k <= n:
+        raise argparse.ArgumentTypeError(f"'{text}' is not K/N with 1 ≤ K ≤ N (e.g. 2/8)")
+    return k, n
+
+
 def _parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="recon3d", description="Turn a photo into a 3D model.")
     sub = parser.add_subparsers(dest="command", required=True)
@@ -82,6 +93,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--export", metavar="DIR", help="also write each result as a GLB here")
     gen.add_argument("--preview", metavar="DIR",
                      help="write a small rendered PNG per result and a contact sheet here")
+    gen.add_argument("--shard", type=_shard, metavar="K/N",
+                     help="only every N-th photo, starting with the K-th (for render farms: "
+                          "task K of N)")
     gen.add_argument("--resume", action="store_true",
                      help="finish the unfinished jobs of the last interrupted batch (of "
                           "these photos, if given); nothing is sent again")
@@ -152,6 +166,12 @@ def _generate(args, argv: list[str]) -> int:
     if not args.images:
         raise Recon3DError("Give at least one photo or folder of photos.", code="input")
     photos = batch.expand_photos(args.images)
+    if args.shard:
+        k, n = args.shard
+        photos = photos[k - 1::n]
+        if not photos:
+            print(f"recon3d: shard {k}/{n} holds no photo; nothing to do.")
+            return 0
     items = [{"image": p, "prompt": q} for p in photos for q in (args.prompt or [None])]
     total = len(items)
     order = {}

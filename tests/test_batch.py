@@ -118,6 +118,12 @@ def test_dry_run_checks_every_photo_and_sends_nothing(cli, emulator, tmp_path, c
     assert cli.main(["generate", photos[0], str(tmp_path / "nope.png"), "--dry-run"]) == 1
     out = capsys.readouterr().out
     assert "nope: refused:" in out and "does not exist" in out
+    # A render-farm task: every 2nd photo of the folder, starting with the 2nd.
+    assert cli.main(["generate", str(tmp_path / "p"), "--shard", "2/2", "--dry-run"]) == 0
+    out = capsys.readouterr().out
+    assert "photo-01: ok" in out and out.count("ok; estimated cost: unknown") == 1
+    assert cli.main(["generate", photos[0], "--shard", "3/2"]) == 2    # argparse refuses
+    assert "K/N" in capsys.readouterr().err
     assert emulator.requests() == []
 
 
