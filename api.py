@@ -10,6 +10,7 @@ before a byte is sent, and returns at once; the network work happens on worker t
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import shutil
 import signal
@@ -26,6 +27,7 @@ from .blender import batch, importer, inputs, main_thread
 from .errors import InputError, Recon3DError
 from .jobs import Job
 from .jobs.batches import BatchManifest, item_key
+from .jobs.journal import JOURNAL_NAME
 from .jobs.model import WAIT_TERMINAL
 from .providers import JobInputs, provider_class
 from .providers.declaration import as_boxes, as_points
@@ -243,6 +245,7 @@ def reconstruct_many(photos, provider: str = "segmind_sam3d", *, jobs: int | Non
         deadline = None if timeout is None else time.monotonic() + timeout
         _collect(results, deadline, on_update, import_kw, match_camera, waited)
     except KeyboardInterrupt:
+        _settle_submits(eng, [r.job for r in results if r.job is not None])
         for result in results:
             if result.state not in _SETTLED:
                 result.state = "unfinished"
@@ -337,6 +340,27 @@ def _collect(results, deadline, on_update, import_kw: dict, match_camera: bool,
         t0 = time.perf_counter()
         time.sleep(BATCH_LOOK_SECONDS)
         waited[0] += time.perf_counter() - t0
+
+
+def _settle_submits(eng, jobs: list, seconds: float = 15.0) -> None:
+    """Before the caller may exit: let the submits under way be answered and their job ids be
+    journaled, so a resume can find every job the service accepted (and bills)."""
+    deadline = time.monotonic() + seconds
+    for job in jobs:
+        while time.monotonic() < deadline:
+            if job.state != "submitting" and (not job.remote_id or
+                                              _journaled_remote_id(eng, job) == job.remote_id):
+                break
+            time.sleep(0.02)
+
+
+def _journaled_remote_id(eng, job: Job):
+    try:
+        with open(os.path.join(eng.journal.jobs_dir, job.id, JOURNAL_NAME),
+                  encoding="utf-8") as fh:
+            return json.load(fh).get("remote_id")
+    except (OSError, ValueError):
+        return None
 
 
 def _import_result(result: BatchResult, import_kw: dict) -> None:

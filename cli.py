@@ -15,8 +15,11 @@ code as `cli.main(argv)`.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
+import signal
 import sys
+import threading
 
 import bpy
 
@@ -185,13 +188,15 @@ def _generate(args, argv: list[str]) -> int:
         print(f"recon3d: [{index}/{total}] {result.name}: {result.state}{extra}", flush=True)
 
     try:
-        results = api.reconstruct_many(
-            items, provider=args.provider, jobs=args.jobs, layout=args.layout,
-            placement=args.placement, target_size=args.size, match_camera=args.match_camera,
-            timeout=args.timeout, resume=args.resume, dry_run=args.dry_run,
-            on_update=progress, _argv=[a for a in argv if a != "--resume"],
-            seed=args.seed, points=args.point or None, boxes=args.box or None, mask=args.mask,
-            options=dict(args.option))
+        with _ctrl_c_interrupts():
+            results = api.reconstruct_many(
+                items, provider=args.provider, jobs=args.jobs, layout=args.layout,
+                placement=args.placement, target_size=args.size,
+                match_camera=args.match_camera, timeout=args.timeout, resume=args.resume,
+                dry_run=args.dry_run, on_update=progress,
+                _argv=[a for a in argv if a != "--resume"], seed=args.seed,
+                points=args.point or None, boxes=args.box or None, mask=args.mask,
+                options=dict(args.option))
     except api.BatchInterrupted as stop:
         _summary(stop.results)
         running = sum(1 for r in stop.results if r.state == "unfinished")
@@ -226,6 +231,21 @@ def _generate(args, argv: list[str]) -> int:
                   file=sys.stderr)
         return 1
     return 0
+
+
+@contextlib.contextmanager
+def _ctrl_c_interrupts():
+    """Ctrl-C raises KeyboardInterrupt while the batch waits, whatever Blender set up (under
+    `blender -b` Python may not own SIGINT, and the process would just die)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    previous = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous if previous is not None else signal.SIG_DFL)
 
 
 def _resolve_paths(args, cwd: str) -> None:

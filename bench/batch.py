@@ -70,7 +70,11 @@ def main() -> int:
     print(f"  main thread per job: {results.main_thread_seconds / len(results) * 1000:.1f} ms "
           f"all in (submit + import each: median {median(per_job):.1f} ms, "
           f"p90 {percentile(per_job, 90):.1f} ms; the rest is waiting)")
-    print(f"  polls per job: median {median(polls):.0f}, max {max(polls)}")
+    eng = recon3d.addon.runtime.running_engine()
+    spans = [r.job.finished_at - r.job.submitted_at for r in results if r.job]
+    print(f"  polls per job: median {median(polls):.0f}, max {max(polls)}; submitted to ready: "
+          f"median {median(spans):.2f} s, p90 {percentile(spans, 90):.2f} s; learned duration "
+          f"{eng.durations.expected('segmind_sam3d'):.2f} s")
     sys.stdout.flush()
     os._exit(0 if ok == args.photos else 1)
 

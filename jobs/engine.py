@@ -26,6 +26,7 @@ from typing import Callable
 from ..errors import Canceled, JobFailed, Recon3DError, ServiceError
 from ..providers import JobInputs, PollStatus, ProviderSettings, make_provider, provider_class
 from ..providers import billing
+from .durations import Durations
 from .journal import Journal
 from .lanes import Lane, StopSignal, Stopped
 from .model import ACTIVE, Job
@@ -52,6 +53,7 @@ class Engine:
         #: which jobs this process owns; `owner_label` tells the others who we are
         self.ownership = Ownership(data_dir, owner_label)
         self.takeover_interval = TAKEOVER_INTERVAL
+        self.durations = Durations(data_dir)
         self.data_dir = data_dir
         self.settings_for = settings_for
         self.max_in_flight = max_in_flight
@@ -417,6 +419,7 @@ class Engine:
         trouble_since = None
         troubles = 0
         delay = 0.0 if immediate else None
+        pending_age = 0.0          # when the job was last seen still running
         while True:
             age = time.time() - submitted
             if polled and time.time() - waiting_since > JOB_DEADLINE:
@@ -425,11 +428,13 @@ class Engine:
                                    f"stopped waiting. "
                                    f"Check your {provider.service} dashboard.", code="timeout")
             if delay is None:
-                delay = next_poll_interval(age, job.progress or None)
+                delay = next_poll_interval(age, job.progress or None,
+                                           expected=self.durations.expected(job.provider))
             if stop.wait(delay):
                 stop.raise_if_stopped()
             lane.wait_backoff(stop)
             delay = None
+            polled_age = time.time() - submitted
             try:
                 status = provider.poll(job.remote_id, state)
                 trouble_since, troubles = None, 0
@@ -450,6 +455,8 @@ class Engine:
                 job.update(progress=max(0.0, min(1.0, float(status.progress))))
                 self.events.put(job.id)
             if status.state == "done":
+                if pending_age and not immediate:   # else only an upper bound: not learned
+                    self.durations.learn(job.provider, pending_age, polled_age)
                 state["result_refs"] = status.result
                 self._set(job, state="downloading", service_data=dict(state),
                           **_cost_fields(state))
@@ -459,6 +466,7 @@ class Engine:
                                 f"{status.error or 'no reason given'}.")
             if status.state == "canceled":
                 raise Canceled(f"The job was canceled on {provider.service}.")
+            pending_age = polled_age
 
     def _download(self, job, provider, status, stop) -> None:
         if job.files and all(os.path.isfile(f) for f in job.files):

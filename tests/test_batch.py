@@ -193,3 +193,31 @@ def test_interrupted_batch_resumes_without_new_submits(cli, emulator, posed, tmp
     # The batch is finished: there is nothing left to resume.
     assert cli.main(["generate", "--resume"]) == 1
     assert "no unfinished batch" in capsys.readouterr().err
+
+
+def test_batch_jobs_poll_near_the_duration_learned_from_earlier_jobs(recon3d, tmp_path):
+    durations = importlib.import_module(f"{PKG}.jobs.durations")
+    polling = importlib.import_module(f"{PKG}.jobs.polling")
+    import random
+    learned = durations.Durations(str(tmp_path))
+    learned.learn("segmind_sam3d", 1.0, 3.0)
+    learned.learn("segmind_sam3d", 1.0, 3.1)
+    assert learned.expected("segmind_sam3d") is None          # too few to go by
+    learned.learn("segmind_sam3d", 1.0, 2.9)
+    assert learned.expected("segmind_sam3d") == pytest.approx(2.0)
+    for low in (1.9, 1.95, 2.0):                               # narrow windows win
+        learned.learn("segmind_sam3d", low, low + 0.25)
+    assert learned.expected("segmind_sam3d") == pytest.approx(2.075)
+    assert learned.expected("scenario_sam3d") is None
+    # Kept in the data folder: a new session starts with it.
+    assert durations.Durations(str(tmp_path)).expected("segmind_sam3d") == pytest.approx(2.075)
+    rng = random.Random(3)
+    usual = polling.next_poll_interval(1.0, rng=random.Random(3))
+    aimed = polling.next_poll_interval(1.0, rng=rng, expected=2.0)
+    assert usual > 1.5 and aimed == pytest.approx(1.05)        # just after the expected end
+    overdue = [polling.next_poll_interval(age, rng=random.Random(3), expected=2.0)
+               for age in (2.05, 2.5, 4.0)]
+    assert overdue == sorted(overdue) and overdue[0] == pytest.approx(0.25)
+    for age in (0.0, 5.0, 100.0):                             # never later than usual
+        assert polling.next_poll_interval(age, rng=random.Random(3), expected=2.0) <= \
+            polling.next_poll_interval(age, rng=random.Random(3))
