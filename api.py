@@ -10,7 +10,6 @@ before a byte is sent, and returns at once; the network work happens on worker t
 from __future__ import annotations
 
 import contextlib
-import json
 import os
 import shutil
 import signal
@@ -27,7 +26,6 @@ from .blender import batch, importer, inputs, main_thread
 from .errors import InputError, Recon3DError
 from .jobs import Job
 from .jobs.batches import BatchManifest, item_key
-from .jobs.journal import JOURNAL_NAME
 from .jobs.model import WAIT_TERMINAL
 from .providers import JobInputs, provider_class
 from .providers.declaration import as_boxes, as_points
@@ -355,12 +353,8 @@ def _settle_submits(eng, jobs: list, seconds: float = 15.0) -> None:
 
 
 def _journaled_remote_id(eng, job: Job):
-    try:
-        with open(os.path.join(eng.journal.jobs_dir, job.id, JOURNAL_NAME),
-                  encoding="utf-8") as fh:
-            return json.load(fh).get("remote_id")
-    except (OSError, ValueError):
-        return None
+    journaled = eng.journal.load(job.id)
+    return journaled.remote_id if journaled is not None else None
 
 
 def _import_result(result: BatchResult, import_kw: dict) -> None:
