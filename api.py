@@ -200,9 +200,8 @@ def reconstruct_many(photos, provider: str = "segmind_sam3d", *, jobs: int | Non
     `submit` argument for that photo alone, e.g. "prompt"}. jobs: how many run on the service
     at once. layout: "grid", "row" (no two results overlap; centred on the cursor, or on the
     origin) or "original" (each where `placement` puts it; the default for placement
-    "original", else "grid"). resume: finish the newest
-    unfinished batch of the same photos (interrupted, or timed out) without sending anything
-    again. dry_run: check every photo and ask the cost where the service can tell; nothing is
+    "original", else "grid"). resume: finish the newest unfinished batch of the same photos
+    (interrupted, or timed out) without sending anything again. dry_run: check every photo and ask the cost where the service can tell; nothing is
     sent. on_update(result) is called on this thread whenever a photo's job moves. Results
     are imported on this (the main) thread as they arrive. Raises BatchInterrupted on Ctrl-C."""
     started = time.perf_counter()
