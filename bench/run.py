@@ -3,7 +3,7 @@
 """Run every benchmark and print its numbers (ratios are against baselines measured in the
 same run). Uses the pinned venv of one Blender release (default 5.0) and the built zip.
 
-    python3 bench/run.py [--release 4.2] [name ...]      names: polling download drain import shared
+    python3 bench/run.py [--release 4.2] [name ...]      names: polling download drain import shared batch
 """
 from __future__ import annotations
 
@@ -20,7 +20,7 @@ sys.path.insert(0, str(HERE.parent / "tools"))
 import blenders  # noqa: E402
 import build  # noqa: E402
 
-BENCHES = ["polling", "download", "drain", "import", "shared"]
+BENCHES = ["polling", "download", "drain", "import", "shared", "batch"]
 
 
 def main() -> int:

@@ -26,6 +26,7 @@ from typing import Callable
 from ..errors import Recon3DError
 from ..providers import ProviderSettings, provider_class
 from ..providers import billing
+from .durations import Durations
 from .journal import Journal
 from .lanes import Lane
 from .model import ACTIVE, Job
@@ -48,6 +49,7 @@ class Engine(SharedFolder):
         #: which jobs this process owns; `owner_label` tells the others who we are
         self.ownership = Ownership(data_dir, owner_label)
         self.takeover_interval = TAKEOVER_INTERVAL
+        self.durations = Durations(data_dir)
         self.data_dir = data_dir
         self.settings_for = settings_for
         self.max_in_flight = max_in_flight

@@ -103,6 +103,7 @@ class Worker:
         trouble_since = None
         troubles = 0
         delay = 0.0 if immediate else None
+        pending_age = 0.0          # when the job was last seen still running
         while True:
             age = time.time() - submitted
             if polled and time.time() - waiting_since > JOB_DEADLINE:
@@ -111,11 +112,13 @@ class Worker:
                                    f"stopped waiting. "
                                    f"Check your {provider.service} dashboard.", code="timeout")
             if delay is None:
-                delay = next_poll_interval(age, job.progress or None)
+                delay = next_poll_interval(age, job.progress or None,
+                                           expected=self.engine.durations.expected(job.provider))
             if stop.wait(delay):
                 stop.raise_if_stopped()
             lane.wait_backoff(stop)
             delay = None
+            polled_age = time.time() - submitted
             try:
                 status = provider.poll(job.remote_id, state)
                 trouble_since, troubles = None, 0
@@ -136,6 +139,8 @@ class Worker:
                 job.update(progress=max(0.0, min(1.0, float(status.progress))))
                 self.engine.events.put(job.id)
             if status.state == "done":
+                if pending_age and not immediate:   # else only an upper bound: not learned
+                    self.engine.durations.learn(job.provider, pending_age, polled_age)
                 state["result_refs"] = status.result
                 self.engine._set(job, state="downloading", service_data=dict(state),
                           **_cost_fields(state))
@@ -145,6 +150,7 @@ class Worker:
                                 f"{status.error or 'no reason given'}.")
             if status.state == "canceled":
                 raise Canceled(f"The job was canceled on {provider.service}.")
+            pending_age = polled_age
 
     def _download(self, job, provider, status, stop) -> None:
         if job.files and all(os.path.isfile(f) for f in job.files):
