@@ -9,26 +9,11 @@ before a byte is sent, and returns at once; the network work happens on worker t
 """
 from __future__ import annotations
 
-import contextlib
-import os
-import shutil
-import signal
-import tempfile
-import threading
-import time
-from dataclasses import dataclass, field
-
-import bpy
-from mathutils import Vector
-
 from .addon import runtime
-from .blender import batch, importer, inputs, main_thread
-from .errors import InputError, Recon3DError
+from .blender import batch_run, importer, job_start
+from .blender.batch_run import BatchInterrupted, BatchResult, BatchResults
+from .errors import Recon3DError
 from .jobs import Job
-from .jobs.batches import BatchManifest, item_key
-from .jobs.model import WAIT_TERMINAL
-from .providers import JobInputs, provider_class
-from .providers.declaration import as_boxes, as_points
 
 __all__ = ["BatchInterrupted", "BatchResult", "Job", "Recon3DError", "cancel", "get_job",
            "import_job", "jobs", "reconstruct", "reconstruct_many", "retry", "submit"]
@@ -39,57 +24,9 @@ def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, po
     """Start a job and return it at once. Raises Recon3DError, with nothing sent, for input
     that can be checked here (missing or unreadable file, an input the provider does not take,
     a value out of range, no key, online access off)."""
-    request = _Request(provider, prompt=prompt, mask=mask, points=points, boxes=boxes,
-                       seed=seed, options=options)
-    eng = runtime.engine()
-    job = Job(provider, {}, auto_import=dict(_auto_import or {}))
-    job_dir = eng.job_dir(job)
-    try:
-        job.inputs = request.prepare(job_dir, image).to_json()
-    except BaseException:
-        shutil.rmtree(job_dir, ignore_errors=True)
-        raise
-    job.label = _label(image, request.prompt)
-    eng.submit(job)
-    main_thread.ensure_timer()
-    return job
-
-
-class _Request:
-    """The checks `submit` makes before anything is sent, the cheapest first: arguments on
-    construction (no file touched), the files in `prepare`."""
-
-    def __init__(self, provider: str, *, prompt=None, mask=None, points=None, boxes=None,
-                 seed=None, options=None):
-        cls = self.cls = provider_class(provider)
-        if prompt is not None and not isinstance(prompt, str):
-            raise InputError("The prompt must be text.")
-        self.prompt = (prompt or "").strip() or None
-        if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int)):
-            raise InputError(f"The seed must be a whole number; got {seed!r}.")
-        self.seed, self.mask = seed, mask
-        self.options = dict(options or {})
-        self.points, self.boxes = as_points(points), as_boxes(boxes)
-        cls.validate(JobInputs(image_path="", image_size=(1 << 30, 1 << 30), prompt=self.prompt,
-                               mask_paths=[""] * (len(mask) if isinstance(mask, (list, tuple))
-                                                  else (1 if mask is not None else 0)),
-                               points=self.points, boxes=self.boxes, seed=seed,
-                               options=self.options))
-        runtime.check_ready_to_send(provider)
-
-    def prepare(self, job_dir: str, image) -> JobInputs:
-        cls = self.cls
-        limits = inputs.UploadLimits(max_side=cls.max_upload_side,
-                                     max_bytes=cls.max_upload_bytes,
-                                     derive_mask=cls.capabilities.mask_required)
-        prepared = inputs.prepare(job_dir, image, mask=self.mask, points=self.points,
-                                  boxes=self.boxes, limits=limits)
-        job_inputs = JobInputs(image_path=prepared.image_path, image_size=prepared.image_size,
-                               prompt=self.prompt, mask_paths=prepared.mask_paths,
-                               points=prepared.points, boxes=prepared.boxes, seed=self.seed,
-                               options=self.options)
-        cls.validate(job_inputs)
-        return job_inputs
+    return job_start.start_job(image, provider, auto_import=_auto_import, prompt=prompt,
+                               mask=mask, points=points, boxes=boxes, seed=seed,
+                               options=options)
 
 
 def import_job(job: Job, *, placement: str = "cursor", target_size: float | None = None,
@@ -121,71 +58,6 @@ def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cur
                       collection=collection, match_camera=match_camera)
 
 
-@dataclass
-class BatchResult:
-    """What became of one photo of a batch. `state`: a job state ("imported" is success), or
-    "refused" (checked here and not sent: nothing billed), "checked" (dry run: it would be
-    sent), "unfinished" (still running on the service: resume the batch later)."""
-    photo: str
-    provider: str
-    prompt: str | None = None
-    job: Job | None = None
-    state: str = "queued"
-    objects: list = field(default_factory=list)
-    error: str | None = None
-    error_code: str | None = None
-    estimate: object = None          # dry run: what the service says it would cost, if it can
-    main_thread_seconds: float = 0.0  # submitting and importing it (the UI's share of the work)
-
-    @property
-    def ok(self) -> bool:
-        return self.state == "imported"
-
-    @property
-    def name(self) -> str:
-        stem = os.path.splitext(os.path.basename(self.photo))[0]
-        return f"{stem}-{bpy.path.clean_name(self.prompt)}" if self.prompt else stem
-
-    @property
-    def progress(self) -> float:
-        return self.job.progress if self.job else 0.0
-
-    @property
-    def seconds(self) -> float | None:
-        job = self.job
-        if job is None or job.finished_at is None:
-            return None
-        return max(0.0, job.finished_at - job.created_at)
-
-    @property
-    def cost(self):
-        return self.job.cost if self.job else None
-
-
-class BatchResults(list):
-    """The BatchResult of every photo, in the order given, plus the batch's own numbers."""
-    batch_id: str = ""
-    wall_seconds: float = 0.0
-    main_thread_seconds: float = 0.0     # all work on the calling thread, waiting excluded
-
-    @property
-    def failures(self) -> list[BatchResult]:
-        return [r for r in self if not r.ok]
-
-
-class BatchInterrupted(KeyboardInterrupt):
-    """Ctrl-C while a batch waited. `results` holds what was done; the jobs still running keep
-    running on the service: `reconstruct_many(..., resume=True)` finishes them, unbilled."""
-
-    def __init__(self, results: BatchResults):
-        super().__init__(f"batch {results.batch_id} interrupted")
-        self.results = results
-
-
-#: how often the calling thread looks at the batch's jobs while it waits
-BATCH_LOOK_SECONDS = 0.05
-
-
 def reconstruct_many(photos, provider: str = "segmind_sam3d", *, jobs: int | None = None,
                      layout: str | None = None, placement: str = "cursor",
                      target_size: float | None = None, match_camera: bool = False,
@@ -201,216 +73,15 @@ def reconstruct_many(photos, provider: str = "segmind_sam3d", *, jobs: int | Non
     at once. layout: "grid", "row" (no two results overlap; centred on the cursor, or on the
     origin) or "original" (each where `placement` puts it; the default for placement
     "original", else "grid"). resume: finish the newest unfinished batch of the same photos
-    (interrupted, or timed out) without sending anything again. dry_run: check every photo and ask the cost where the service can tell; nothing is
-    sent. on_update(result) is called on this thread whenever a photo's job moves. Results
-    are imported on this (the main) thread as they arrive. Raises BatchInterrupted on Ctrl-C."""
-    started = time.perf_counter()
-    layout = layout or ("original" if placement == "original" else "grid")
-    if layout not in batch.LAYOUTS:
-        raise InputError(f"Unknown layout '{layout}'; use one of {', '.join(batch.LAYOUTS)}.")
-    items = _batch_items(photos, submit_kw)
-    results = BatchResults(BatchResult(photo=p, provider=provider, prompt=kw.get("prompt"))
-                           for p, kw in items)
-    if dry_run:
-        for result, (photo, kw) in zip(results, items):
-            _check_only(result, photo, kw)
-            _tell(on_update, result)
-        return results
-    eng = runtime.engine()
-    keys = [item_key(p, kw.get("prompt")) for p, kw in items]
-    manifest = None
-    if resume:
-        eng.resume()          # jobs journaled by the interrupted process
-        manifest = BatchManifest.latest_unfinished(runtime.data_dir(), provider, keys)
-        if manifest is None:
-            raise Recon3DError("There is no unfinished batch of these photos to resume; run it "
-                               "again without resume.", code="not_found")
-    manifest = manifest or BatchManifest.create(runtime.data_dir(), provider, keys, _argv)
-    results.batch_id = manifest.id
-    anchor = bpy.context.scene.cursor.location.copy() if placement == "cursor" else Vector()
-    import_kw = {"placement": placement, "target_size": target_size}
-    previous_limit = eng.max_in_flight
-    if jobs:
-        eng.set_max_in_flight(jobs)
-    waited = [0.0]
-    try:
-        for index, (result, (photo, kw)) in enumerate(zip(results, items)):
-            t0 = time.perf_counter()
-            _start(result, index, manifest, photo, kw, eng)
-            result.main_thread_seconds += time.perf_counter() - t0
-            _tell(on_update, result)
-        deadline = None if timeout is None else time.monotonic() + timeout
-        _collect(results, deadline, on_update, import_kw, match_camera, waited)
-    except KeyboardInterrupt:
-        _settle_submits(eng, [r.job for r in results if r.job is not None])
-        for result in results:
-            if result.state not in _SETTLED:
-                result.state = "unfinished"
-                result.error = "Interrupted; the job keeps running on the service."
-        results.wall_seconds = time.perf_counter() - started
-        raise BatchInterrupted(results) from None
-    finally:
-        if jobs:
-            eng.set_max_in_flight(previous_limit)
-    batch.arrange([r.objects for r in results if r.objects], layout, anchor)
-    if all(r.state != "unfinished" for r in results):
-        manifest.set_finished()
-    results.wall_seconds = time.perf_counter() - started
-    results.main_thread_seconds = results.wall_seconds - waited[0]
-    return results
-
-
-#: states a batch result stays in
-_SETTLED = frozenset({"imported", "failed", "canceled", "refused", "checked", "unfinished"})
-
-
-def _batch_items(photos, submit_kw: dict) -> list[tuple[str, dict]]:
-    if isinstance(photos, (str, os.PathLike, dict)):
-        photos = [photos]
-    items = []
-    for entry in photos:
-        if isinstance(entry, dict):
-            kw = dict(submit_kw)
-            kw.update({k: v for k, v in entry.items() if k != "image"})
-            items.extend((p, kw) for p in batch.expand_photos([entry["image"]]))
-        else:
-            items.extend((p, dict(submit_kw)) for p in batch.expand_photos([entry]))
-    if not items:
-        raise InputError("No photos were given.")
-    return items
-
-
-def _start(result: BatchResult, index: int, manifest: BatchManifest, photo: str, kw: dict,
-           eng) -> None:
-    """Attach the photo's job of an earlier run of this batch, or submit it now."""
-    try:
-        job_id = manifest.job_id(index)
-        if job_id:
-            job = eng.get(job_id)
-            if job is None:
-                raise Recon3DError(f"This photo's job {job_id} is gone from Recon3D's data "
-                                   f"folder; generate it again.", code="not_found")
-            if eng.can_retry(job):
-                retry(job)         # its result could not be fetched: fetch again, unbilled
-        else:
-            with _sigint_deferred():     # never lose the id of a job the service may bill
-                job = submit(photo, result.provider, **kw)
-                manifest.set_job(index, job.id)
-        result.job, result.state = job, job.state
-    except Recon3DError as exc:
-        result.state, result.error, result.error_code = "refused", str(exc), exc.code
-
-
-def _collect(results, deadline, on_update, import_kw: dict, match_camera: bool,
-             waited: list) -> None:
-    """Wait on this thread for the batch's jobs, importing each as it finishes."""
-    pending = [r for r in results if r.job is not None]
-    seen = {id(r): (r.state, round(r.progress, 1)) for r in results}
-    cameras: set[str] = set()
-    while pending:
-        main_thread.drain()
-        for result in list(pending):
-            job = result.job
-            if job.state in WAIT_TERMINAL:
-                pending.remove(result)
-                t0 = time.perf_counter()
-                camera = match_camera and result.photo not in cameras
-                _import_result(result, dict(import_kw, match_camera=camera))
-                if result.ok and camera:
-                    cameras.add(result.photo)
-                result.main_thread_seconds += time.perf_counter() - t0
-            else:
-                result.state = job.state
-            now = (result.state, round(result.progress, 1))
-            if seen[id(result)] != now:
-                seen[id(result)] = now
-                _tell(on_update, result)
-        if not pending:
-            break
-        if deadline is not None and time.monotonic() > deadline:
-            for result in pending:
-                result.state = "unfinished"
-                result.error = (f"Still {result.job.state} when the batch stopped waiting; it "
-                                f"keeps running: resume the batch later.")
-                _tell(on_update, result)
-            break
-        t0 = time.perf_counter()
-        time.sleep(BATCH_LOOK_SECONDS)
-        waited[0] += time.perf_counter() - t0
-
-
-def _settle_submits(eng, jobs: list, seconds: float = 15.0) -> None:
-    """Before the caller may exit: let the submits under way be answered and their job ids be
-    journaled, so a resume can find every job the service accepted (and bills)."""
-    deadline = time.monotonic() + seconds
-    for job in jobs:
-        while time.monotonic() < deadline:
-            if job.state != "submitting" and (not job.remote_id or
-                                              _journaled_remote_id(eng, job) == job.remote_id):
-                break
-            time.sleep(0.02)
-
-
-def _journaled_remote_id(eng, job: Job):
-    journaled = eng.journal.load(job.id)
-    return journaled.remote_id if journaled is not None else None
-
-
-def _import_result(result: BatchResult, import_kw: dict) -> None:
-    job = result.job
-    if job.state in ("failed", "canceled"):
-        result.state = job.state
-        result.error = job.error or ("The job was canceled." if job.state == "canceled"
-                                     else "The job failed.")
-        result.error_code = job.error_code
-        return
-    try:
-        result.objects = importer.import_job(job, **import_kw)
-        result.state = "imported"
-    except Recon3DError as exc:
-        result.state, result.error, result.error_code = "failed", str(exc), exc.code
-
-
-def _check_only(result: BatchResult, photo: str, kw: dict) -> None:
-    """Everything `submit` checks, inputs prepared into a throwaway folder; nothing sent."""
-    scratch = tempfile.mkdtemp(prefix="recon3d-check-")
-    try:
-        _Request(result.provider, **kw).prepare(scratch, photo)
-        result.state = "checked"
-    except Recon3DError as exc:
-        result.state, result.error, result.error_code = "refused", str(exc), exc.code
-        return
-    finally:
-        shutil.rmtree(scratch, ignore_errors=True)
-    estimate = globals().get("estimate")
-    if estimate is not None:
-        try:
-            result.estimate = estimate(photo, result.provider, **kw)
-        except (Recon3DError, TypeError, ValueError):
-            result.estimate = None
-
-
-def _tell(on_update, result: BatchResult) -> None:
-    if on_update is not None:
-        on_update(result)
-
-
-@contextlib.contextmanager
-def _sigint_deferred():
-    """Hold back Ctrl-C for the block (main thread only): it is raised right after it."""
-    caught = []
-    previous = None
-    if threading.current_thread() is threading.main_thread():
-        previous = signal.getsignal(signal.SIGINT)     # None: not Python's to replace
-        if previous is not None:
-            signal.signal(signal.SIGINT, lambda *_: caught.append(True))
-    try:
-        yield
-    finally:
-        if previous is not None:
-            signal.signal(signal.SIGINT, previous)
-        if caught:
-            raise KeyboardInterrupt
+    (interrupted, or timed out) without sending anything again. dry_run: check every photo
+    and ask the cost where the service can tell; nothing is sent. on_update(result) is called
+    on this thread whenever a photo's job moves. Results are imported on this (the main)
+    thread as they arrive. Raises BatchInterrupted on Ctrl-C."""
+    return batch_run.run_batch(photos, provider, jobs=jobs, layout=layout, placement=placement,
+                               target_size=target_size, match_camera=match_camera,
+                               timeout=timeout, resume=resume, dry_run=dry_run,
+                               on_update=on_update, _argv=_argv,
+                               estimate=globals().get("estimate"), **submit_kw)
 
 
 def jobs() -> list[Job]:
@@ -431,20 +102,8 @@ def cancel(job) -> None:
 def retry(job) -> Job:
     """Fetch the result of a job that failed while downloading (or polling) again. The job
     is not sent again, so it is not billed again. Returns at once; `wait()` on the job."""
-    job = _job(job)
-    runtime.check_ready_to_send(job.provider)
-    runtime.engine().retry(job)
-    main_thread.ensure_timer()
-    return job
+    return job_start.fetch_again(_job(job))
 
 
 def _job(job) -> Job:
     return get_job(job) if isinstance(job, str) else job
-
-
-def _label(image, prompt) -> str:
-    if prompt:
-        return prompt[:40]
-    if isinstance(image, bpy.types.Image):
-        return image.name
-    return os.path.splitext(os.path.basename(os.fspath(image)))[0][:40]
