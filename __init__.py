@@ -40,5 +40,6 @@ def unregister():
         bpy.utils.unregister_cli_command(_cli_handle)
         _cli_handle = None
     form.unregister()
+    panels.unregister()
     for cls in reversed(_classes):
         bpy.utils.unregister_class(cls)

@@ -104,9 +104,8 @@ class RECON3D_OT_pick_prompts(bpy.types.Operator):
             form = context.scene.recon3d
             form.points = format_points(self.points)
             form.boxes = format_boxes(self.boxes)
-            image = context.space_data.image
-            if not form.image_path and image.filepath:
-                form.image_path = image.filepath
+            if form.image is None:
+                form.image = context.space_data.image
             self._finish(context)
             self.report({"INFO"}, f"Recon3D: {len(self.points)} points, {len(self.boxes)} "
                                   f"boxes kept")
@@ -157,11 +156,10 @@ class RECON3D_OT_use_editor_image(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        space = context.space_data
-        return getattr(space, "image", None) is not None and bool(space.image.filepath)
+        return getattr(context.space_data, "image", None) is not None
 
     def execute(self, context):
-        context.scene.recon3d.image_path = context.space_data.image.filepath
+        context.scene.recon3d.image = context.space_data.image
         return {"FINISHED"}
 
 

@@ -1,0 +1,546 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The sidebar as the artist reads it, inside real headless Blender.
+
+Every panel's draw() runs against a recording layout: a stand-in for UILayout that accepts
+only the functions and keyword arguments UILayout's RNA declares (enum values — icons
+included — checked against their items), fails on a property missing from the data it is
+read from, on an operator that is not registered and on an operator property it does not
+have. What it records is a readable text snapshot, per panel and model, with jobs in every
+state, with and without keys, online access on and off; the snapshots are committed under
+tests/ui_snapshots/ and compared here. Regenerate them with RECON3D_UPDATE_SNAPSHOTS=1.
+"""
+from __future__ import annotations
+
+import importlib
+import os
+import time
+from pathlib import Path
+from types import SimpleNamespace
+
+import bpy
+import pytest
+
+from conftest import PKG
+from emulator import wait_until
+
+SNAPSHOTS = Path(__file__).resolve().parent / "ui_snapshots"
+UPDATE = os.environ.get("RECON3D_UPDATE_SNAPSHOTS") == "1"
+FUNCTIONS = bpy.types.UILayout.bl_rna.functions
+CONTAINERS = {"row", "column", "box", "split", "grid_flow", "column_flow"}
+LAYOUT_ATTRIBUTES = set(bpy.types.UILayout.bl_rna.properties.keys())
+T0 = 1_800_000_000.0          # a fixed "now" for elapsed times
+
+
+class LayoutError(AssertionError):
+    pass
+
+
+def _describe(value):
+    if isinstance(value, bpy.types.ID):
+        return f"{type(value).__name__}({value.name!r})"
+    if isinstance(value, bpy.types.bpy_struct):
+        return type(value).__name__
+    if isinstance(value, float):
+        return f"{value:g}"
+    return repr(value)
+
+
+def _check_arguments(name: str, args: tuple, kwargs: dict) -> dict:
+    """Bind the call to UILayout's declared parameters; check enum values."""
+    params = list(FUNCTIONS[name].parameters)
+    inputs = [p for p in params if not p.is_output]
+    if len(args) > len(inputs):
+        raise LayoutError(f"{name}() takes {len(inputs)} arguments, got {len(args)}")
+    bound = dict(zip((p.identifier for p in inputs), args))
+    for key, value in kwargs.items():
+        if key in bound:
+            raise LayoutError(f"{name}() got {key!r} twice")
+        if key not in {p.identifier for p in inputs}:
+            raise LayoutError(f"UILayout.{name}() has no parameter {key!r} in Blender "
+                              f"{bpy.app.version_string}")
+        bound[key] = value
+    for param in inputs:
+        value = bound.get(param.identifier)
+        if param.type == "ENUM" and isinstance(value, str):
+            items = param.enum_items.keys()
+            if items and value not in items:
+                raise LayoutError(f"{name}({param.identifier}={value!r}): not one of "
+                                  f"Blender's values")
+        if param.is_required and param.identifier not in bound:
+            raise LayoutError(f"{name}() is missing {param.identifier!r}")
+    return bound
+
+
+def _check_prop(data, prop: str, where: str) -> None:
+    if data is None:
+        raise LayoutError(f"{where}: data is None")
+    if prop not in data.bl_rna.properties.keys():
+        raise LayoutError(f"{where}: {type(data).__name__} has no property {prop!r}")
+
+
+def _operator_type(idname: str):
+    module, _, name = idname.partition(".")
+    ops_module = getattr(bpy.ops, module)
+    if not hasattr(ops_module, name):
+        raise LayoutError(f"operator {idname!r} is not registered")
+    try:
+        return getattr(ops_module, name).get_rna_type()
+    except KeyError:
+        raise LayoutError(f"operator {idname!r} is not registered") from None
+
+
+class OperatorProps:
+    """What layout.operator() returns: only the operator's own properties may be set."""
+
+    def __init__(self, rna, line: list):
+        object.__setattr__(self, "_rna", rna)
+        object.__setattr__(self, "_line", line)
+
+    def __setattr__(self, key, value):
+        if key not in self._rna.properties.keys():
+            raise LayoutError(f"operator {self._rna.identifier} has no property {key!r}")
+        self._line.append(f"{key}={_describe(value)}")
+
+
+class RecordingLayout:
+    def __init__(self, lines: list, depth: int = 0, context=None):
+        object.__setattr__(self, "_lines", lines)
+        object.__setattr__(self, "_depth", depth)
+        object.__setattr__(self, "_context", context)
+
+    def _emit(self, parts: list) -> list:
+        self._lines.append(("  " * self._depth, parts))
+        return parts
+
+    def __setattr__(self, key, value):
+        if key not in LAYOUT_ATTRIBUTES:
+            raise LayoutError(f"UILayout has no attribute {key!r}")
+        self._emit([f"·{key} = {_describe(value)}"])
+
+    def __getattr__(self, name):
+        if name not in FUNCTIONS.keys():
+            raise LayoutError(f"UILayout has no function {name!r} in Blender "
+                              f"{bpy.app.version_string}")
+        return lambda *args, **kwargs: self._call(name, args, kwargs)
+
+    def _call(self, name, args, kwargs):
+        bound = _check_arguments(name, args, kwargs)
+        if name in CONTAINERS:
+            self._emit([name] + [f"{k}={_describe(v)}" for k, v in kwargs.items()])
+            return RecordingLayout(self._lines, self._depth + 1, self._context)
+        if name == "icon":
+            return 1                                # a stand-in icon id
+        rest = {k: v for k, v in bound.items() if k not in ("data", "property", "operator")}
+        if name == "icon" or "icon_value" in rest:
+            rest["icon_value"] = "<icon>" if rest.get("icon_value") else 0
+        details = [f"{k}={_describe(v)}" for k, v in rest.items()]
+        if name in ("prop", "template_ID", "prop_search"):
+            data, prop = bound["data"], bound["property"]
+            _check_prop(data, prop, name)
+            if name == "template_ID" and bound.get("open"):
+                _operator_type(bound["open"])
+            value = getattr(data, prop)
+            return self._emit([f"{name} {type(data).__name__}.{prop} = {_describe(value)}"]
+                              + details)
+        if name == "operator":
+            rna = _operator_type(bound["operator"])
+            line = self._emit([f"operator {bound['operator']}"] + details)
+            return OperatorProps(rna, line)
+        if name == "template_list":
+            return self._template_list(bound)
+        return self._emit([name] + details)
+
+    def _template_list(self, bound):
+        ui_list = getattr(bpy.types, bound["listtype_name"], None)
+        if ui_list is None or not issubclass(ui_list, bpy.types.UIList):
+            raise LayoutError(f"UIList {bound['listtype_name']!r} is not registered")
+        data, prop = bound["dataptr"], bound["propname"]
+        _check_prop(data, prop, "template_list")
+        _check_prop(bound["active_dataptr"], bound["active_propname"], "template_list")
+        active = getattr(bound["active_dataptr"], bound["active_propname"])
+        self._emit([f"template_list {bound['listtype_name']} "
+                    f"{type(data).__name__}.{prop} active={active}"])
+        fake = SimpleNamespace(bitflag_filter_item=1 << 30)
+        items = list(getattr(data, prop))
+        flags = [fake.bitflag_filter_item] * len(items)
+        if "filter_items" in ui_list.__dict__:
+            flags, order = ui_list.filter_items(fake, self._context, data, prop)
+            assert not order and len(flags) == len(items)
+        for index, (item, flag) in enumerate(zip(items, flags)):
+            if not flag & fake.bitflag_filter_item:
+                continue
+            row = RecordingLayout(self._lines, self._depth + 1, self._context)
+            row._emit([f"item {index}{' (selected)' if index == active else ''}"])
+            ui_list.draw_item(fake, self._context, RecordingLayout(
+                self._lines, self._depth + 2, self._context), data, item, 0,
+                bound["active_dataptr"], bound["active_propname"], index)
+
+
+#: text that differs between runs (temporary folders) → what the snapshot shows instead
+PLACEHOLDERS: dict[str, str] = {}
+
+
+def render(lines) -> str:
+    text = "\n".join(indent + " ".join(str(p) for p in parts) for indent, parts in lines)
+    for real, shown in PLACEHOLDERS.items():
+        text = text.replace(real, shown)
+    return text
+
+
+def draw_panel(panel_cls, context=None) -> str:
+    context = context or bpy.context
+    lines: list = []
+    panel_cls.draw(SimpleNamespace(layout=RecordingLayout(lines, 0, context)), context)
+    return render(lines)
+
+
+# -- the situations ---------------------------------------------------------------------------
+def modules():
+    return (importlib.import_module(f"{PKG}.panels"), importlib.import_module(f"{PKG}.operators"),
+            importlib.import_module(f"{PKG}.operators.checks"),
+            importlib.import_module(f"{PKG}.addon.runtime"),
+            importlib.import_module(f"{PKG}.providers"),
+            importlib.import_module(f"{PKG}.jobs"))
+
+
+def make_jobs(job_module, provider_id: str, photo: str) -> list:
+    """One job in every state, as the engine would hold them (never run)."""
+    jobs = []
+    for index, state in enumerate(job_module.model.STATES):
+        job = job_module.Job(provider_id, {"image_path": photo}, job_id=f"job-{index}-{state}",
+                             label=f"chair {index}")
+        job.state = state
+        job.created_at = T0 - 300 + index
+        job.progress = {"running": 0.4, "downloading": 0.9}.get(state, 0.0)
+        if state not in ("queued", "submitting"):
+            job.remote_id = f"remote-{index}"
+            job.submitted_at = job.created_at + 5
+        if state in ("ready", "imported", "failed", "canceled"):
+            job.finished_at = job.created_at + 95
+        if state in ("ready", "imported"):
+            job.files = [photo]
+            job.cost = 0.05
+            job.remaining_credits = 12.5
+        if state == "imported":
+            job.imported_objects = ["Recon3D chair"]
+        if state == "failed":
+            job.error = ("The download of the result was cut off three times. The job is "
+                         "paid for; press Retry Download to fetch it again without paying "
+                         "again.")
+            job.error_code = "download"
+        jobs.append(job)
+    return jobs
+
+
+@pytest.fixture
+def ui(recon3d, emulator, monkeypatch, tmp_path):
+    panels, operators, checks, runtime, providers, jobs_module = modules()
+    monkeypatch.setattr(panels, "now", lambda: T0)
+    eng = runtime.engine()
+    saved = dict(eng._jobs)
+    photo = bpy.data.images.new("photo", 64, 48)
+    photo_file = str(tmp_path / "photo.png")
+    photo.filepath_raw = photo_file
+    photo.file_format = "PNG"
+    photo.save()
+    PLACEHOLDERS[photo_file] = "<folder>/photo.png"
+    yield SimpleNamespace(panels=panels, operators=operators, checks=checks, runtime=runtime,
+                          registry=providers.REGISTRY, jobs=jobs_module, engine=eng,
+                          photo=photo, photo_file=photo_file, monkeypatch=monkeypatch)
+    with eng._lock:
+        eng._jobs.clear()
+        eng._jobs.update(saved)
+    importlib.import_module(f"{PKG}.addon.form").sync_job_list(bpy.context.window_manager,
+                                                                 eng.jobs())
+
+
+def compare(name: str, text: str) -> None:
+    path = SNAPSHOTS / f"{name}.txt"
+    if UPDATE:
+        SNAPSHOTS.mkdir(exist_ok=True)
+        path.write_text(text + "\n", encoding="utf-8")
+        return
+    assert path.exists(), f"no snapshot {path.name}: run with RECON3D_UPDATE_SNAPSHOTS=1"
+    expected = path.read_text(encoding="utf-8")
+    assert text + "\n" == expected, f"{path.name} differs from what the panel draws now"
+
+
+def _without_keys(ui, cls):
+    for key in cls.keys:
+        ui.monkeypatch.delenv(key.env, raising=False)
+
+
+def _generate_variants(ui, cls):
+    """(title, set-up) pairs for the Generate panel; each starts from the session's state."""
+    form = bpy.context.scene.recon3d
+    prefs = importlib.import_module(f"{PKG}.addon.preferences").get()
+
+    def no_photo():
+        form.image = None
+
+    def photo_with_picks():
+        form.image = ui.photo
+        form.points = "10,20; 30,40"
+        form.boxes = "2,3,50,40"
+
+    def keys_missing():
+        form.image = ui.photo
+        _without_keys(ui, cls)
+
+    def keys_in_preferences():
+        form.image = ui.photo
+        _without_keys(ui, cls)
+        for key in cls.keys:
+            setattr(prefs, key.pref, "typed-in-preferences")
+
+    def online_off():
+        form.image = ui.photo
+        ui.monkeypatch.setattr(ui.checks, "online_access", lambda: False)
+        ui.monkeypatch.delenv(cls.url_env, raising=False)
+
+    def online_off_local_service():
+        online_off()
+        ui.monkeypatch.setenv(cls.url_env, "http://127.0.0.1:9/")
+
+    def prompt_and_points():
+        form.image = ui.photo
+        form.prompt = "chair"
+        form.points = "10,20"
+
+    def file_path_only():
+        form.image = None
+        form.image_path = ui.photo_file
+
+    return [("no photo", no_photo), ("photo with points and boxes", photo_with_picks),
+            ("keys missing", keys_missing), ("keys typed in preferences", keys_in_preferences),
+            ("online access off", online_off),
+            ("online access off, service on this machine", online_off_local_service),
+            ("prompt and points given", prompt_and_points),
+            ("photo as a file path", file_path_only)]
+
+
+def _reset(ui, cls):
+    form = bpy.context.scene.recon3d
+    for name in ("image", "image_path", "points", "boxes", "prompt"):
+        form.property_unset(name)
+    prefs = importlib.import_module(f"{PKG}.addon.preferences").get()
+    for key in cls.keys:
+        prefs.property_unset(key.pref)
+    ui.monkeypatch.undo()
+    ui.monkeypatch.setattr(ui.panels, "now", lambda: T0)
+
+
+def test_generate_panel_per_model_keys_and_online_access(ui):
+    form = bpy.context.scene.recon3d
+    for provider_id, cls in ui.registry.items():
+        form.provider = provider_id
+        sections = []
+        for title, set_up in _generate_variants(ui, cls):
+            set_up()
+            text = draw_panel(ui.panels.RECON3D_PT_generate)
+            poll = bpy.ops.recon3d.submit.poll()
+            reason = ui.checks.submit_blocker(bpy.context)
+            sections.append(f"== {title} (Generate {'enabled' if poll else 'greyed out'})\n"
+                            f"{text}")
+            # The button is greyed out exactly when the panel gives a reason.
+            assert poll == (reason is None), (title, reason)
+            _reset(ui, cls)
+        text = "\n\n".join(sections)
+        compare(f"generate__{provider_id}", text)
+        assert "Key: missing" in text or any(k.label in text for k in cls.keys)
+
+
+def test_generate_is_greyed_out_for_each_reason(ui):
+    form = bpy.context.scene.recon3d
+    form.provider = "scenario_pixal3d"
+    cls = ui.registry["scenario_pixal3d"]
+    form.image = None
+    assert "Choose a photo" in ui.checks.submit_blocker(bpy.context)
+    form.image = ui.photo
+    assert ui.checks.submit_blocker(bpy.context) is None
+    form.prompt = "chair"
+    assert "does not take a prompt" in ui.checks.submit_blocker(bpy.context)
+    form.prompt = ""
+    _without_keys(ui, cls)
+    assert "No Scenario API key and Scenario API secret is set" in \
+        ui.checks.submit_blocker(bpy.context)
+    assert not bpy.ops.recon3d.submit.poll()
+    _reset(ui, cls)
+    form.image = ui.photo
+    ui.monkeypatch.setattr(ui.checks, "online_access", lambda: False)
+    ui.monkeypatch.delenv(cls.url_env)
+    assert "Online access is off" in ui.checks.submit_blocker(bpy.context)
+    _reset(ui, cls)
+
+
+def test_advanced_panel_per_model(ui):
+    form = bpy.context.scene.recon3d
+    for provider_id in ui.registry:
+        form.provider = provider_id
+        plain = draw_panel(ui.panels.RECON3D_PT_advanced)
+        bpy.ops.recon3d.extra_option_add()
+        extra = form.extra_options[-1]
+        extra.name, extra.kind, extra.float_value = "guidance", "FLOAT", 3.5
+        with_extra = draw_panel(ui.panels.RECON3D_PT_advanced)
+        assert bpy.ops.recon3d.extra_option_remove(index=len(form.extra_options) - 1) == \
+            {"FINISHED"}
+        assert len(form.extra_options) == 0
+        compare(f"advanced__{provider_id}",
+                f"== options\n{plain}\n\n== with an extra parameter\n{with_extra}")
+        assert "float_value = 3.5" in with_extra
+
+
+def test_jobs_panel_per_model_and_state(ui):
+    form_module = importlib.import_module(f"{PKG}.addon.form")
+    wm = bpy.context.window_manager
+    with ui.engine._lock:
+        ui.engine._jobs.clear()
+    form_module.sync_job_list(wm, [])
+    compare("jobs__none", draw_panel(ui.panels.RECON3D_PT_jobs))
+    for provider_id in ui.registry:
+        jobs = make_jobs(ui.jobs, provider_id, ui.photo_file)
+        with ui.engine._lock:
+            ui.engine._jobs.clear()
+            ui.engine._jobs.update({job.id: job for job in jobs})
+        form_module.sync_job_list(wm, ui.engine.jobs())
+        listing = wm.recon3d_jobs
+        assert [item.job_id for item in listing.items] == [j.id for j in reversed(jobs)]
+        sections = []
+        for show in ("ALL", "ACTIVE", "FINISHED"):
+            listing.show = show
+            for index, item in enumerate(listing.items):
+                if show != "ALL" and index:
+                    break              # the filter is shown once, with the newest selected
+                listing.active = index
+                job = ui.engine.get(item.job_id)
+                sections.append(f"== show {show}, {job.state} job selected\n"
+                                f"{draw_panel(ui.panels.RECON3D_PT_jobs)}")
+        listing.show = "ALL"
+        listing.active = 0
+        compare(f"jobs__{provider_id}", "\n\n".join(sections))
+        text = "\n\n".join(sections)
+        assert "progress factor=0.4" in text and "operator recon3d.retry" in text
+
+
+def test_image_editor_panel(ui):
+    compare("image_editor", draw_panel(ui.panels.RECON3D_PT_image_editor))
+
+
+def test_recording_layout_refuses_what_blender_would(ui):
+    """The recorder itself: each mistake a panel could make fails it."""
+    form = bpy.context.scene.recon3d
+    layout = RecordingLayout([])
+    with pytest.raises(LayoutError, match="no property 'imagepath'"):
+        layout.prop(form, "imagepath")
+    with pytest.raises(LayoutError, match="not registered"):
+        layout.operator("recon3d.no_such_thing")
+    with pytest.raises(LayoutError, match="no property 'job'"):
+        layout.operator("recon3d.cancel").job = "x"
+    with pytest.raises(LayoutError, match="no function 'progres'"):
+        layout.progres(factor=0.5)
+    with pytest.raises(LayoutError, match="no parameter 'txt'"):
+        layout.label(txt="hello")
+    with pytest.raises(LayoutError, match="not one of Blender's values"):
+        layout.label(text="hello", icon="NO_SUCH_ICON")
+    with pytest.raises(LayoutError, match="no attribute 'activ'"):
+        layout.activ = False
+
+
+# -- operators through bpy.ops, against the emulator --------------------------------------------
+def test_generate_from_a_generated_image_then_every_job_action(ui, emulator, fixtures):
+    emulator.segmind.result = fixtures.glb("blob")
+    main_thread = importlib.import_module(f"{PKG}.blender.main_thread")
+    form = bpy.context.scene.recon3d
+    form.provider = "segmind_sam3d"
+    generated = bpy.data.images.new("generated photo", 80, 60)
+    generated.generated_type = "UV_GRID"
+    form.image = generated
+    form.prompt = "chair"
+    assert bpy.ops.recon3d.submit() == {"FINISHED"}
+    job = ui.engine.jobs()[-1]
+    assert job.label == "chair"
+    assert job.wait(timeout=30).state in ("imported", "ready"), job.error
+    assert wait_until(lambda: main_thread.drain() or job.state == "imported", timeout=10)
+    assert job.state == "imported", job.error
+    listing = bpy.context.window_manager.recon3d_jobs
+    assert listing.items[0].job_id == job.id          # newest first
+    assert ("ready" not in [s for _, s in main_thread._announced if _ == job.id]
+            and (job.id, "imported") in main_thread._announced)
+
+    for obj in bpy.context.view_layer.objects:
+        obj.select_set(False)
+    assert bpy.ops.recon3d.select_imported(job_id=job.id) == {"FINISHED"}
+    assert sorted(o.name for o in bpy.context.selected_objects) == sorted(job.imported_objects)
+
+    before = len(bpy.data.objects)
+    assert bpy.ops.recon3d.import_job(job_id=job.id) == {"FINISHED"}     # import again
+    assert len(bpy.data.objects) > before
+
+    opened = []
+    ui.monkeypatch.setattr(ui.operators, "open_folder", lambda filepath: opened.append(filepath))
+    assert bpy.ops.recon3d.open_job_folder(job_id=job.id) == {"FINISHED"}
+    assert opened == [ui.engine.job_dir(job)]
+
+    copied = clipboard(ui)
+    assert bpy.ops.recon3d.copy_job_text(job_id=job.id, what="REMOTE_ID") == {"FINISHED"}
+    assert copied == [job.remote_id]
+    with pytest.raises(RuntimeError, match="nothing to copy"):
+        bpy.ops.recon3d.copy_job_text(job_id=job.id, what="ERROR")
+    with pytest.raises(RuntimeError, match="no Recon3D job"):
+        bpy.ops.recon3d.cancel(job_id="no-such-job")
+
+
+def test_cancel_a_running_job_and_retry_a_failed_download(ui, emulator, fixtures):
+    emulator.segmind.result = fixtures.glb("blob")
+    from emulator import Reply
+    main_thread = importlib.import_module(f"{PKG}.blender.main_thread")
+    form = bpy.context.scene.recon3d
+    form.provider = "segmind_sam3d"
+    form.image = ui.photo
+    emulator.fault("/status", Reply(200, {"status": "PROCESSING", "request_id": "x"}),
+                   times=1000)
+    assert bpy.ops.recon3d.submit() == {"FINISHED"}
+    job = ui.engine.jobs()[-1]
+    assert wait_until(lambda: job.state == "running", timeout=20), job.state
+    assert bpy.ops.recon3d.cancel(job_id=job.id) == {"FINISHED"}
+    assert job.wait(timeout=30).state == "canceled"
+    emulator.reset()
+    emulator.segmind.result = fixtures.glb("blob")
+
+    # A result the CDN will not hand over: the job fails, paid for, and can be fetched again.
+    cdn_fault = emulator.fault(lambda req: req.server == "cdn",
+                               Reply(200, "<html><body>Access denied</body></html>",
+                                     content_type="text/html"), times=10)
+    form.prompt = "chair"
+    assert bpy.ops.recon3d.submit() == {"FINISHED"}
+    job = ui.engine.jobs()[-1]
+    assert job.wait(timeout=30).state == "failed"
+    main_thread.drain()
+    assert (job.id, "failed") in main_thread._announced
+    copied = clipboard(ui)
+    assert bpy.ops.recon3d.copy_job_text(job_id=job.id, what="ERROR") == {"FINISHED"}
+    assert copied == [job.error]
+    text = draw_jobs_for(ui, job)
+    if ui.engine.can_retry(job):
+        assert "operator recon3d.retry" in text
+        cdn_fault.times = cdn_fault.used          # the CDN hands it over now
+        assert bpy.ops.recon3d.retry(job_id=job.id) == {"FINISHED"}
+        assert job.wait(timeout=30).state in ("ready", "imported"), job.error
+    else:
+        assert "operator recon3d.retry" not in text, job.error_code
+
+
+def clipboard(ui) -> list:
+    """What the copy buttons put on the clipboard (headless Blender has none to read)."""
+    copied = []
+    ui.monkeypatch.setattr(ui.operators, "set_clipboard",
+                           lambda context, text: copied.append(text))
+    return copied
+
+
+def draw_jobs_for(ui, job) -> str:
+    listing = bpy.context.window_manager.recon3d_jobs
+    importlib.import_module(f"{PKG}.addon.form").sync_job_list(bpy.context.window_manager,
+                                                                 ui.engine.jobs())
+    listing.active = [item.job_id for item in listing.items].index(job.id)
+    return draw_panel(ui.panels.RECON3D_PT_jobs)
