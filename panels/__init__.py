@@ -92,7 +92,7 @@ def draw_photo(layout, form) -> None:
     col = row.column(align=True)
     width, height = image.size
     col.label(text=f"{width}×{height} px" if width and height else
-              "Rendered when sent" if image.type in {"RENDER_RESULT", "COMPOSITING"} else
+              "The last render, as it is on Generate" if image.type in {"RENDER_RESULT", "COMPOSITING"} else
               "No pixels yet")
     points, boxes = _picks(form)
     col.label(text=f"{len(points)} point{'s' if len(points) != 1 else ''}, "

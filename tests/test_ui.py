@@ -544,3 +544,39 @@ def draw_jobs_for(ui, job) -> str:
                                                                  ui.engine.jobs())
     listing.active = [item.job_id for item in listing.items].index(job.id)
     return draw_panel(ui.panels.RECON3D_PT_jobs)
+
+
+def _submit_and_wait(ui, image) -> object:
+    form = bpy.context.scene.recon3d
+    form.provider = "segmind_sam3d"
+    form.image = image
+    assert bpy.ops.recon3d.submit() == {"FINISHED"}
+    job = ui.engine.jobs()[-1]
+    assert job.wait(timeout=30).state in ("ready", "imported"), job.error
+    return job
+
+
+def test_generate_from_the_render_result_and_a_packed_image(ui, emulator, fixtures):
+    """Done-when 4: the Render Result (no pixels Python can read) and a packed image whose
+    file is gone both reach the service as the photo they show."""
+    emulator.segmind.result = fixtures.glb("blob")
+    scene = bpy.context.scene
+    camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
+    scene.collection.objects.link(camera)
+    scene.camera = camera
+    scene.render.engine = "CYCLES"
+    scene.cycles.samples = 1
+    scene.render.resolution_x, scene.render.resolution_y = 40, 30
+    scene.render.resolution_percentage = 100
+    bpy.ops.render.render()
+    render = bpy.data.images["Render Result"]
+    assert tuple(render.size) == (0, 0)      # why inputs must save it rather than read it
+    job = _submit_and_wait(ui, render)
+    assert job.inputs["image_size"] == [40, 30]
+    assert job.label == "Render Result"
+
+    ui.photo.pack()
+    os.remove(ui.photo_file)
+    job = _submit_and_wait(ui, ui.photo)
+    assert job.inputs["image_size"] == [64, 48]
+    assert os.path.isfile(job.inputs["image_path"])
