@@ -22,6 +22,7 @@ def register():
     for cls in _classes:
         bpy.utils.register_class(cls)
     form.register()
+    panels.register()
     if hasattr(bpy.utils, "register_cli_command"):
         _cli_handle = bpy.utils.register_cli_command("recon3d", cli.main)
     # Resume the journal's unfinished jobs now, on worker threads: no timer needed for that,

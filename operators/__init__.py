@@ -9,7 +9,7 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from .. import api
 from ..addon import runtime
-from . import checks, picker
+from . import checks, connection, picker
 
 
 class RECON3D_OT_submit(bpy.types.Operator):
@@ -204,4 +204,4 @@ class RECON3D_OT_notify(bpy.types.Operator):
 classes = (RECON3D_OT_submit, RECON3D_OT_retry, RECON3D_OT_cancel, RECON3D_OT_import_job,
            RECON3D_OT_select_imported, RECON3D_OT_open_job_folder, RECON3D_OT_copy_job_text,
            RECON3D_OT_extra_option_add, RECON3D_OT_extra_option_remove, RECON3D_OT_notify,
-           *picker.classes)
+           *connection.classes, *picker.classes)

@@ -9,10 +9,10 @@ import time
 import bpy
 
 from .. import api
-from ..addon import EXTENSION_PACKAGE, runtime
+from ..addon import EXTENSION_PACKAGE, preferences, runtime
 from ..addon.form import option_attr
 from ..jobs.model import ACTIVE, FINISHED
-from ..operators import checks, imported_objects
+from ..operators import checks, connection, imported_objects
 from ..providers import REGISTRY
 
 STATE_ICONS = {"queued": "SORTTIME", "submitting": "EXPORT", "running": "PLAY",
@@ -293,8 +293,65 @@ def _photo_icon(job) -> int:
     return preview.icon_id
 
 
+def register():
+    preferences.draw_preferences = draw_preferences
+
+
+def draw_preferences(prefs, layout, context) -> None:
+    """Per service (as the providers declare them): its keys and where each comes from, its
+    endpoint, Test Connection and its result; then the shared settings and the data folder."""
+    services = {}
+    for cls in REGISTRY.values():
+        services.setdefault(cls.service, cls)
+    for service, cls in services.items():
+        box = layout.box()
+        box.label(text=service, icon="URL")
+        for key, source in checks.key_sources(cls.id):
+            row = box.row()
+            row.prop(prefs, key.pref)
+            words, icon = KEY_SOURCE_WORDS[source]
+            row.label(text=words if source != "environment" else f"from {key.env}", icon=icon)
+        if preferences.url_attr(cls) in prefs.bl_rna.properties.keys():
+            box.prop(prefs, preferences.url_attr(cls))
+        row = box.row()
+        row.operator("recon3d.test_connection", icon="PLUGIN").service = service
+        outcome = connection.result(service)
+        if outcome is not None:
+            state, message = outcome
+            draw_wrapped(box.column(align=True), message, width=70,
+                         icon={"ok": "CHECKMARK", "bad": "ERROR"}.get(state, "SORTTIME"))
+    layout.prop(prefs, "max_in_flight")
+    folder = runtime.data_dir()
+    row = layout.row()
+    row.label(text=f"Results: {folder} ({_folder_size(folder)})", icon="FILE_FOLDER")
+    if not checks.online_access():
+        layout.label(text="Online access is off: Recon3D can only reach services on this "
+                          "machine. Turn it on in System › Network.", icon="ERROR")
+
+
+_sizes: dict[str, tuple[float, str]] = {}
+
+
+def _folder_size(folder: str) -> str:
+    """The data folder's size, measured at most every 10 s (draw runs often)."""
+    seen = _sizes.get(folder)
+    if seen is not None and now() - seen[0] < 10:
+        return seen[1]
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    text = f"{total / 1e6:.1f} MB"
+    _sizes[folder] = (now(), text)
+    return text
+
+
 def unregister():
     global _previews
+    preferences.draw_preferences = None
     if _previews is not None:
         import bpy.utils.previews
         bpy.utils.previews.remove(_previews)

@@ -580,3 +580,55 @@ def test_generate_from_the_render_result_and_a_packed_image(ui, emulator, fixtur
     job = _submit_and_wait(ui, ui.photo)
     assert job.inputs["image_size"] == [64, 48]
     assert os.path.isfile(job.inputs["image_path"])
+
+
+# -- preferences -------------------------------------------------------------------------------
+def draw_preferences(ui) -> str:
+    prefs_module = importlib.import_module(f"{PKG}.addon.preferences")
+    assert prefs_module.draw_preferences is ui.panels.draw_preferences     # wired on register
+    lines: list = []
+    ui.panels.draw_preferences(prefs_module.get(), RecordingLayout(lines, 0, bpy.context),
+                               bpy.context)
+    return render(lines)
+
+
+def test_preferences_show_key_sources_and_connection_tests(ui, emulator):
+    connection = importlib.import_module(f"{PKG}.operators.connection")
+    prefs = importlib.import_module(f"{PKG}.addon.preferences").get()
+    PLACEHOLDERS[ui.runtime.data_dir()] = "<data folder>"
+    ui.monkeypatch.setattr(ui.panels, "_folder_size", lambda folder: "1.0 MB")
+    sections = [f"== keys from the environment\n{draw_preferences(ui)}"]
+
+    def test(service):
+        assert bpy.ops.recon3d.test_connection(service=service) == {"FINISHED"}
+        thread = connection._threads.get(service)
+        if thread is not None:
+            thread.join(30)
+            assert not thread.is_alive()
+        return connection.result(service)
+
+    # A good key, for every service: the probe costs nothing and creates no job.
+    for service in {cls.service for cls in ui.registry.values()}:
+        state, message = test(service)
+        assert state == "ok", (service, message)
+    assert not emulator.segmind.submits
+    sections.append(f"== every service tested with a good key\n{draw_preferences(ui)}")
+
+    # A bad key typed in the preferences wins over the environment's good one.
+    prefs.segmind_api_key = "wrong-key"
+    state, message = test("Segmind")
+    assert state == "bad" and "key" in message.lower() and "wrong-key" not in message
+    # No key at all.
+    prefs.property_unset("segmind_api_key")
+    ui.monkeypatch.delenv("SEGMIND_API_KEY")
+    state, message = test("Segmind")
+    assert (state, message) == ("bad", "No Segmind API key is set.")
+    sections.append(f"== Segmind without a key\n{draw_preferences(ui)}")
+    # An unreachable host (nothing listens on port 9).
+    ui.monkeypatch.setenv("SEGMIND_API_KEY", "some-key")
+    ui.monkeypatch.setenv("RECON3D_SEGMIND_URL", "http://127.0.0.1:9")
+    state, message = test("Segmind")
+    assert state == "bad" and "Segmind" in message, message
+    sections.append(f"== Segmind unreachable\n{draw_preferences(ui)}")
+    ui.monkeypatch.undo()
+    compare("preferences", "\n\n".join(sections))
