@@ -42,5 +42,6 @@ def unregister():
         _cli_handle = None
     form.unregister()
     panels.unregister()
+    operators.unregister()
     for cls in reversed(_classes):
         bpy.utils.unregister_class(cls)

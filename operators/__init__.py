@@ -205,3 +205,7 @@ classes = (RECON3D_OT_submit, RECON3D_OT_retry, RECON3D_OT_cancel, RECON3D_OT_im
            RECON3D_OT_select_imported, RECON3D_OT_open_job_folder, RECON3D_OT_copy_job_text,
            RECON3D_OT_extra_option_add, RECON3D_OT_extra_option_remove, RECON3D_OT_notify,
            *connection.classes, *picker.classes)
+
+
+def unregister():
+    picker.unregister()

@@ -632,3 +632,101 @@ def test_preferences_show_key_sources_and_connection_tests(ui, emulator):
     sections.append(f"== Segmind unreachable\n{draw_preferences(ui)}")
     ui.monkeypatch.undo()
     compare("preferences", "\n\n".join(sections))
+
+
+# -- the picker ----------------------------------------------------------------------------------
+class FakeView:
+    """An Image Editor view: the 256×128 photo shown at 2× zoom, its top-left corner at
+    screen (50, 260) (screen y grows upwards, photo y downwards); sizes are powers of two,
+    so the arithmetic is exact."""
+    zoom, left, top, width, height = 2.0, 50.0, 260.0, 256, 128
+
+    def to_pixels(self, x, y):
+        picker = importlib.import_module(f"{PKG}.operators.picker")
+        u = (x - self.left) / (self.width * self.zoom)
+        v = 1.0 - (self.top - y) / (self.height * self.zoom)
+        return picker.view_to_pixels(u, v, self.width, self.height)
+
+    def to_screen(self, x, y):
+        picker = importlib.import_module(f"{PKG}.operators.picker")
+        u, v = picker.pixels_to_view(x, y, self.width, self.height)
+        return (self.left + u * self.width * self.zoom,
+                self.top - (1.0 - v) * self.height * self.zoom)
+
+
+def test_picker_turns_synthetic_events_into_points_and_boxes(recon3d):
+    picker = importlib.import_module(f"{PKG}.operators.picker")
+    view = FakeView()
+    picks = picker.Picks(points=[(10.0, 10.0)])            # an existing pick is kept
+
+    def send(kind, value, x, y):
+        return picker.handle(picks, kind, value, (x, y), view.to_pixels, view.to_screen)
+
+    assert send("MOUSEMOVE", "NOTHING", 60, 200) == "pass"          # hover: zoom/pan work
+    assert send("WHEELUPMOUSE", "PRESS", 60, 200) == "pass"
+    # A click at photo pixel (50, 20): screen (50 + 100, 260 - 40).
+    assert send("LEFTMOUSE", "PRESS", 150, 220) == "running"
+    assert send("LEFTMOUSE", "RELEASE", 152, 221) == "running"     # moved < 6 px: a click
+    assert picks.points == [(10.0, 10.0), (50.0, 20.0)]
+    # A drag from pixel (150, 80) up-left to pixel (100, 30): a box, corners ordered.
+    send("LEFTMOUSE", "PRESS", 350, 100)
+    send("MOUSEMOVE", "NOTHING", 300, 150)
+    assert picks.current == (125.0, 55.0)
+    lines, labels = picker.geometry(picks, view.to_screen)
+    assert len(lines) == 2 * 4 + 8 and [t for _, t in labels] == ["1", "2"]   # drag: no number
+    send("LEFTMOUSE", "RELEASE", 250, 200)
+    assert picks.boxes == [(100.0, 30.0, 150.0, 80.0)]
+    lines, labels = picker.geometry(picks, view.to_screen)
+    assert [t for _, t in labels] == ["1", "2", "box 1"]
+    assert lines[-8] == view.to_screen(100.0, 30.0)
+    # Outside the photo: clamped onto its last pixel.
+    send("LEFTMOUSE", "PRESS", 900, -40)
+    send("LEFTMOUSE", "RELEASE", 900, -40)
+    assert picks.points[-1] == (255.0, 127.0)
+    # Backspace removes the last pick, whatever its kind.
+    assert send("BACK_SPACE", "PRESS", 0, 0) == "running"
+    assert picks.points == [(10.0, 10.0), (50.0, 20.0)] and len(picks.boxes) == 1
+    send("BACK_SPACE", "PRESS", 0, 0)
+    assert picks.boxes == []
+    # Right-click removes the nearest pick within reach, and nothing farther away.
+    send("LEFTMOUSE", "PRESS", 350, 100)
+    send("LEFTMOUSE", "RELEASE", 250, 200)
+    assert send("RIGHTMOUSE", "PRESS", 600, 10) == "running" and len(picks.points) == 2 \
+        and len(picks.boxes) == 1
+    send("RIGHTMOUSE", "PRESS", 153, 223)                # next to point 2
+    assert picks.points == [(10.0, 10.0)]
+    send("RIGHTMOUSE", "PRESS", 262, 150)                # inside the box, near its left edge
+    assert picks.boxes == []
+    assert send("RET", "PRESS", 0, 0) == "keep" and send("ESC", "PRESS", 0, 0) == "cancel"
+    # What Enter writes reads back as the same picks.
+    form = bpy.context.scene.recon3d
+    form.points = picker.format_points([(10, 10), (50.4, 20.6)])
+    form.boxes = picker.format_boxes([(100, 30, 150, 80)])
+    assert form.parsed_points() == [(10.0, 10.0), (50.0, 21.0)]
+    assert form.parsed_boxes() == [(100.0, 30.0, 150.0, 80.0)]
+
+
+def test_picker_drawing_and_its_handlers(recon3d):
+    picker = importlib.import_module(f"{PKG}.operators.picker")
+    picks = picker.Picks(points=[(10.0, 10.0)], boxes=[(1.0, 2.0, 30.0, 40.0)])
+    lines, labels = picker.geometry(picks, FakeView().to_screen)
+    if bpy.app.background:
+        # The bpy module has no GPU context: drawing stops at the first GPU call, with
+        # Blender's own reason (so the drawing code itself cannot run here).
+        with pytest.raises(SystemError, match="not available in background mode"):
+            picker.draw_geometry(lines, labels, (400, 300))
+    else:
+        import gpu
+        offscreen = gpu.types.GPUOffScreen(400, 300)
+        with offscreen.bind():
+            picker.draw_geometry(lines, labels, (400, 300))
+        offscreen.free()
+    # Every exit removes the draw handler once; disabling the extension removes the rest.
+    handle = bpy.types.SpaceImageEditor.draw_handler_add(lambda: None, (), "WINDOW",
+                                                        "POST_PIXEL")
+    picker._handles.add(handle)
+    picker.unregister()
+    assert not picker._handles
+    picker.remove_handler(handle)                        # a second exit: nothing left to do
+    # Without an Image Editor showing a photo, the picker explains why it is greyed out.
+    assert not bpy.ops.recon3d.pick_prompts.poll()
