@@ -9,6 +9,7 @@ import os
 import bpy
 
 from ..addon import preferences, runtime
+from ..errors import InputError
 from ..providers import provider_class
 from ..providers.http import is_loopback
 
@@ -77,4 +78,8 @@ def submit_blocker(context) -> str | None:
     if refused:
         return (f"{cls.label} does not take {' or '.join(refused)}: clear "
                 f"{'it' if len(refused) == 1 else 'them'} or pick another model.")
+    try:       # the model's own option rules (extra parameters by name included)
+        cls.validate_options(form.chosen_options())
+    except InputError as exc:
+        return f"{exc} Change it under Advanced."
     return None

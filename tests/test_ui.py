@@ -367,6 +367,14 @@ def test_generate_is_greyed_out_for_each_reason(ui):
     assert not bpy.ops.recon3d.submit.poll()
     _reset(ui, cls)
     form.image = ui.photo
+    # Options follow the model's declared rules, parameters added by name included.
+    extra = form.extra_options.add()
+    extra.name, extra.kind, extra.int_value = "ssSamplingSteps", "INT", 500
+    assert "'ssSamplingSteps' must be between 1 and 100" in ui.checks.submit_blocker(bpy.context)
+    extra.name = "unknownParameter"
+    assert "has no option 'unknownParameter'" in ui.checks.submit_blocker(bpy.context)
+    form.extra_options.clear()
+    assert ui.checks.submit_blocker(bpy.context) is None
     ui.monkeypatch.setattr(ui.checks, "online_access", lambda: False)
     ui.monkeypatch.delenv(cls.url_env)
     assert "Online access is off" in ui.checks.submit_blocker(bpy.context)
