@@ -34,13 +34,8 @@ class RECON3D_OT_submit(bpy.types.Operator):
                        "match_camera": form.match_camera}
         caps = form.provider_class().capabilities
         try:
-            job = api.submit(form.photo(), form.provider,
-                             prompt=(form.prompt or None) if caps.prompt else None,
-                             mask=(form.mask_path or None) if caps.mask else None,
-                             points=form.parsed_points() if caps.points else None,
-                             boxes=form.parsed_boxes() if caps.boxes else None,
-                             seed=form.seed if form.use_seed else None,
-                             options=form.chosen_options(), _auto_import=auto_import)
+            job = api.submit(form.photo(), form.provider, **_job_inputs(form, caps),
+                             _auto_import=auto_import)
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -186,6 +181,67 @@ class RECON3D_OT_extra_option_remove(bpy.types.Operator):
         return {"FINISHED"}
 
 
+#: prices asked for with Ask the Price: (model, photo, options) → the answer, in the service's
+#: units; the panel shows the one matching the form now
+prices: dict[tuple, object] = {}
+
+
+def price_key(form) -> tuple:
+    photo = form.photo()
+    photo = photo.name if isinstance(photo, bpy.types.Image) else photo
+    return (form.provider, photo, tuple(sorted(form.chosen_options().items())), form.prompt,
+            form.points, form.boxes, form.mask_path)
+
+
+class RECON3D_OT_estimate_cost(bpy.types.Operator):
+    """Ask the service what this job would cost (nothing is generated or billed; the photo
+    is uploaded to ask, which takes a few seconds)"""
+    bl_idname = "recon3d.estimate_cost"
+    bl_label = "Ask the Price"
+    bl_options = {"INTERNAL"}
+
+    @classmethod
+    def poll(cls, context):
+        reason = checks.submit_blocker(context)
+        if reason is None and not checks.can_price(context.scene.recon3d.provider):
+            reason = "This service cannot price a job before it runs."
+        if reason:
+            cls.poll_message_set(reason)
+        return reason is None
+
+    def execute(self, context):
+        form = context.scene.recon3d
+        caps = form.provider_class().capabilities
+        _cursor(context, "WAIT")          # it waits on the service for a few seconds
+        try:
+            value = api.estimate(form.photo(), form.provider,
+                                 **_job_inputs(form, caps))
+        except api.Recon3DError as exc:
+            self.report({"ERROR"}, str(exc))
+            return {"CANCELLED"}
+        finally:
+            _cursor(context, "DEFAULT")
+        prices[price_key(form)] = value
+        self.report({"INFO"}, f"Recon3D: this job would cost {value}." if value is not None
+                    else "Recon3D: the service did not give a price for this job.")
+        return {"FINISHED"}
+
+
+def _cursor(context, kind: str) -> None:
+    if context.window is not None:
+        context.window.cursor_set(kind)
+
+
+def _job_inputs(form, caps) -> dict:
+    """What the form asks the model for, as api.submit and api.estimate take it."""
+    return dict(prompt=(form.prompt or None) if caps.prompt else None,
+                mask=(form.mask_path or None) if caps.mask else None,
+                points=form.parsed_points() if caps.points else None,
+                boxes=form.parsed_boxes() if caps.boxes else None,
+                seed=form.seed if form.use_seed else None,
+                options=form.chosen_options())
+
+
 class RECON3D_OT_notify(bpy.types.Operator):
     """Tell the artist about a finished job in the status bar and the Info log"""
     bl_idname = "recon3d.notify"
@@ -203,7 +259,8 @@ class RECON3D_OT_notify(bpy.types.Operator):
 
 classes = (RECON3D_OT_submit, RECON3D_OT_retry, RECON3D_OT_cancel, RECON3D_OT_import_job,
            RECON3D_OT_select_imported, RECON3D_OT_open_job_folder, RECON3D_OT_copy_job_text,
-           RECON3D_OT_extra_option_add, RECON3D_OT_extra_option_remove, RECON3D_OT_notify,
+           RECON3D_OT_extra_option_add, RECON3D_OT_extra_option_remove,
+           RECON3D_OT_estimate_cost, RECON3D_OT_notify,
            *connection.classes, *picker.classes)
 
 

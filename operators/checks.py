@@ -10,7 +10,8 @@ import bpy
 
 from ..addon import preferences, runtime
 from ..errors import InputError
-from ..providers import provider_class
+from .. import api
+from ..providers import Provider, provider_class
 from ..providers.http import is_loopback
 
 
@@ -83,3 +84,11 @@ def submit_blocker(context) -> str | None:
     except InputError as exc:
         return f"{exc} Change it under Advanced."
     return None
+
+
+def can_price(provider_id: str) -> bool:
+    """The service can say what a job costs before it runs (its provider overrides
+    `estimate`, and the API offers it)."""
+    base = getattr(Provider, "estimate", None)
+    own = getattr(provider_class(provider_id), "estimate", None)
+    return getattr(api, "estimate", None) is not None and own is not None and own is not base

@@ -8,7 +8,7 @@ import time
 
 import bpy
 
-from .. import api
+from .. import api, operators
 from ..addon import EXTENSION_PACKAGE, preferences, runtime
 from ..addon.form import option_attr
 from ..jobs.model import ACTIVE, FINISHED
@@ -71,6 +71,13 @@ class RECON3D_PT_generate(_Sidebar, bpy.types.Panel):
         sub.active = form.use_target_size
         sub.prop(form, "target_size", text="")
         layout.prop(form, "match_camera")
+        if checks.can_price(cls.id):
+            row = layout.row(align=True)
+            price = operators.prices.get(operators.price_key(form), _UNASKED)
+            row.label(text="Price not asked yet" if price is _UNASKED else
+                      f"Costs {price}" if price is not None else "No price given",
+                      icon="FUND")
+            row.operator("recon3d.estimate_cost", text="", icon="FILE_REFRESH")
         cost = cost_hint(cls.id)
         if cost:
             layout.label(text=cost, icon="FUND")
@@ -124,17 +131,11 @@ def draw_model(layout, form) -> None:
     col.label(text=f"Takes: {checks.takes(form.provider)}")
 
 
+_UNASKED = object()
+
+
 def cost_hint(provider_id: str) -> str:
-    """The service's price for this job where it can tell beforehand, else the last cost
-    seen for this model, else nothing."""
-    estimate = getattr(api, "estimate", None)
-    if estimate is not None:
-        try:
-            value = estimate(provider_id)
-        except api.Recon3DError:
-            value = None
-        if value is not None:
-            return f"Costs about {value}"
+    """The last cost seen for this model, else nothing."""
     eng = runtime.running_engine()
     for job in reversed(eng.jobs() if eng else []):
         if job.provider == provider_id and job.cost is not None:
@@ -178,8 +179,16 @@ class RECON3D_UL_jobs(bpy.types.UIList):
             layout.label(text="(removed)", icon="GHOST_DISABLED")
             return
         row = layout.row(align=True)
-        row.label(text=job.label or job.id, icon=STATE_ICONS.get(job.state, "DOT"))
-        row.label(text=_state_text(job))
+        photo = _photo_icon(job)
+        if photo:
+            row.label(text=job.label or job.id, icon_value=photo)
+        else:
+            row.label(text=job.label or job.id)
+        if job.state in ACTIVE:
+            row.progress(factor=float(job.progress or 0.0), type="RING",
+                         text=_state_text(job))
+        else:
+            row.label(text=_state_text(job), icon=STATE_ICONS.get(job.state, "DOT"))
 
     def filter_items(self, context, data, propname):
         items = getattr(data, propname)

@@ -428,6 +428,9 @@ def test_jobs_panel_per_model_and_state(ui):
         compare(f"jobs__{provider_id}", "\n\n".join(sections))
         text = "\n\n".join(sections)
         assert "progress factor=0.4" in text and "operator recon3d.retry" in text
+        # Each job's photo is loaded once as a preview (Blender fills its pixels lazily in
+        # the UI; a background Blender leaves its icon empty, so the snapshot has none).
+        assert {job.id for job in jobs} <= set(ui.panels._previews.keys())
 
 
 def test_image_editor_panel(ui):
@@ -498,7 +501,7 @@ def test_generate_from_a_generated_image_then_every_job_action(ui, emulator, fix
         bpy.ops.recon3d.cancel(job_id="no-such-job")
 
 
-def test_cancel_a_running_job_and_retry_a_failed_download(ui, emulator, fixtures):
+def test_cancel_a_running_job_and_retry_a_failed_download(ui, emulator, fixtures, capfd):
     emulator.segmind.result = fixtures.glb("blob")
     from emulator import Reply
     main_thread = importlib.import_module(f"{PKG}.blender.main_thread")
@@ -523,8 +526,10 @@ def test_cancel_a_running_job_and_retry_a_failed_download(ui, emulator, fixtures
     assert bpy.ops.recon3d.submit() == {"FINISHED"}
     job = ui.engine.jobs()[-1]
     assert job.wait(timeout=30).state == "failed"
+    capfd.readouterr()
     main_thread.drain()
     assert (job.id, "failed") in main_thread._announced
+    assert f"Error: Recon3D: “chair” failed: {job.error}" in capfd.readouterr().out
     copied = clipboard(ui)
     assert bpy.ops.recon3d.copy_job_text(job_id=job.id, what="ERROR") == {"FINISHED"}
     assert copied == [job.error]
@@ -738,3 +743,37 @@ def test_picker_drawing_and_its_handlers(recon3d):
     picker.remove_handler(handle)                        # a second exit: nothing left to do
     # Without an Image Editor showing a photo, the picker explains why it is greyed out.
     assert not bpy.ops.recon3d.pick_prompts.poll()
+
+
+def test_ask_the_price_where_the_service_can_tell(ui, emulator):
+    """Where a provider prices a job beforehand (it overrides `estimate`, and the API offers
+    api.estimate), the panel offers Ask the Price and shows the answer for this very job;
+    elsewhere it shows nothing but the last known cost."""
+    api = importlib.import_module(f"{PKG}.api")
+    form = bpy.context.scene.recon3d
+    form.provider, form.image = "scenario_sam3d", ui.photo
+    cls = ui.registry["scenario_sam3d"]
+    asked = []
+    ui.monkeypatch.setattr(cls, "estimate", lambda self, inputs: 1.5, raising=False)
+    ui.monkeypatch.setattr(api, "estimate", lambda image, provider, **kw: asked.append(
+        (image, provider, kw)) or 12.0, raising=False)
+    before = draw_panel(ui.panels.RECON3D_PT_generate)
+    assert "label text='Price not asked yet' icon='FUND'" in before
+    assert bpy.ops.recon3d.estimate_cost() == {"FINISHED"}
+    assert asked == [(ui.photo, "scenario_sam3d", {"prompt": None, "mask": None,
+                                                    "points": [], "boxes": [], "seed": None,
+                                                    "options": {}})]
+    assert "label text='Costs 12.0' icon='FUND'" in draw_panel(ui.panels.RECON3D_PT_generate)
+    form.prompt = "chair"                                  # another job: not priced yet
+    assert "Price not asked yet" in draw_panel(ui.panels.RECON3D_PT_generate)
+    form.provider = "segmind_sam3d"                        # Segmind cannot price beforehand
+    assert "recon3d.estimate_cost" not in draw_panel(ui.panels.RECON3D_PT_generate)
+    assert not bpy.ops.recon3d.estimate_cost.poll()
+    _reset(ui, cls)
+
+
+def test_notify_reports_in_the_status_bar(recon3d, capfd):
+    """A background Blender prints the reports the status bar and Info log would show."""
+    assert bpy.ops.recon3d.notify(message="Recon3D: “chair” is ready to import.",
+                                  level="WARNING") == {"FINISHED"}
+    assert "Warning: Recon3D: “chair” is ready to import." in capfd.readouterr().out
