@@ -28,9 +28,8 @@ def register():
     # Resume the journal's unfinished jobs now, on worker threads: no timer needed for that,
     # so api.jobs() and Job.wait() see them even in a headless process.
     runtime.start()
-    eng = runtime.running_engine()
-    if eng is not None and eng.has_active_jobs():
-        main_thread.ensure_timer()
+    # One tick at least: it lists the journal's jobs in the sidebar, then stops when idle.
+    main_thread.ensure_timer()
 
 
 def unregister():

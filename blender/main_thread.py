@@ -50,10 +50,11 @@ def drain(max_seconds: float = 0.01) -> int:
         if job.state == "ready" and job.auto_import:
             _auto_import(job)
         _announce(job)
-    if handled:
-        wm = getattr(bpy.context, "window_manager", None)
-        if wm is not None:
-            form.sync_job_list(wm, eng.jobs())
+    wm = getattr(bpy.context, "window_manager", None)
+    listing = getattr(wm, "recon3d_jobs", None)
+    if handled or (listing is not None and len(listing.items) != len(eng.jobs())):
+        # (also the first time: jobs resumed from the journal are listed without an event)
+        form.sync_job_list(wm, eng.jobs())
         _last_redraw[1] = True
     if _last_redraw[1] and time.monotonic() - _last_redraw[0] >= REDRAW_SECONDS:
         _flush_redraw()

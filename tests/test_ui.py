@@ -777,3 +777,18 @@ def test_notify_reports_in_the_status_bar(recon3d, capfd):
     assert bpy.ops.recon3d.notify(message="Recon3D: “chair” is ready to import.",
                                   level="WARNING") == {"FINISHED"}
     assert "Warning: Recon3D: “chair” is ready to import." in capfd.readouterr().out
+
+
+def test_jobs_from_the_journal_are_listed_without_an_event(ui):
+    """After a restart the journal's finished jobs send no event; the first tick lists them."""
+    main_thread = importlib.import_module(f"{PKG}.blender.main_thread")
+    form_module = importlib.import_module(f"{PKG}.addon.form")
+    wm = bpy.context.window_manager
+    form_module.sync_job_list(wm, [])
+    jobs = make_jobs(ui.jobs, "segmind_sam3d", ui.photo_file)
+    with ui.engine._lock:
+        ui.engine._jobs.update({job.id: job for job in jobs})
+    assert len(wm.recon3d_jobs.items) == 0
+    main_thread.drain()
+    listed = [item.job_id for item in wm.recon3d_jobs.items]
+    assert listed[:len(jobs)] == [job.id for job in reversed(jobs)]
