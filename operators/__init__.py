@@ -32,9 +32,8 @@ class RECON3D_OT_submit(bpy.types.Operator):
                        "placement": form.placement,
                        "target_size": form.target_size if form.use_target_size else None,
                        "match_camera": form.match_camera}
-        caps = form.provider_class().capabilities
         try:
-            job = api.submit(form.photo(), form.provider, **_job_inputs(form, caps),
+            job = api.submit(form.photo(), form.provider, **checks.job_arguments(form),
                              _auto_import=auto_import)
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
@@ -211,11 +210,9 @@ class RECON3D_OT_estimate_cost(bpy.types.Operator):
 
     def execute(self, context):
         form = context.scene.recon3d
-        caps = form.provider_class().capabilities
         _cursor(context, "WAIT")          # it waits on the service for a few seconds
         try:
-            value = api.estimate(form.photo(), form.provider,
-                                 **_job_inputs(form, caps))
+            value = api.estimate(form.photo(), form.provider, **checks.job_arguments(form))
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
@@ -230,16 +227,6 @@ class RECON3D_OT_estimate_cost(bpy.types.Operator):
 def _cursor(context, kind: str) -> None:
     if context.window is not None:
         context.window.cursor_set(kind)
-
-
-def _job_inputs(form, caps) -> dict:
-    """What the form asks the model for, as api.submit and api.estimate take it."""
-    return dict(prompt=(form.prompt or None) if caps.prompt else None,
-                mask=(form.mask_path or None) if caps.mask else None,
-                points=form.parsed_points() if caps.points else None,
-                boxes=form.parsed_boxes() if caps.boxes else None,
-                seed=form.seed if form.use_seed else None,
-                options=form.chosen_options())
 
 
 class RECON3D_OT_notify(bpy.types.Operator):

@@ -11,7 +11,8 @@ import bpy
 from ..addon import preferences, runtime
 from ..errors import InputError
 from .. import api
-from ..providers import Provider, provider_class
+from ..providers import JobInputs, Provider, provider_class
+from ..providers.declaration import as_boxes, as_points
 from ..providers.http import is_loopback
 
 
@@ -51,12 +52,26 @@ def takes(provider_id: str) -> str:
     return ", ".join(parts)
 
 
-def _unsupported_inputs(form, caps) -> list[str]:
-    given = {"a prompt": bool(form.prompt.strip()) and not caps.prompt,
-             "a mask": bool(form.mask_path) and not caps.mask,
-             "points": bool(form.points.strip()) and not caps.points,
-             "boxes": bool(form.boxes.strip()) and not caps.boxes}
-    return [name for name, refused in given.items() if refused]
+def job_arguments(form) -> dict:
+    """What the form asks the model for, as api.submit and api.estimate take it: only the
+    inputs the model takes (the others stay in the form, not sent)."""
+    caps = form.provider_class().capabilities
+    return dict(prompt=(form.prompt or None) if caps.prompt else None,
+                mask=(form.mask_path or None) if caps.mask else None,
+                points=form.parsed_points() if caps.points else None,
+                boxes=form.parsed_boxes() if caps.boxes else None,
+                seed=form.seed if form.use_seed else None,
+                options=form.chosen_options())
+
+
+def ignored_inputs(form) -> list[str]:
+    """Inputs filled in for another model that this one does not take (not sent)."""
+    caps = form.provider_class().capabilities
+    given = {"the prompt": bool(form.prompt.strip()) and not caps.prompt,
+             "the mask": bool(form.mask_path) and not caps.mask,
+             "the points": bool(form.points.strip()) and not caps.points,
+             "the boxes": bool(form.boxes.strip()) and not caps.boxes}
+    return [name for name, ignored in given.items() if ignored]
 
 
 def submit_blocker(context) -> str | None:
@@ -75,14 +90,15 @@ def submit_blocker(context) -> str | None:
     if not online_access() and not is_loopback(base_url):
         return (f"Online access is off, so nothing can be sent to {cls.service}: turn on "
                 f"Preferences › System › Network › Allow Online Access.")
-    refused = _unsupported_inputs(form, cls.capabilities)
-    if refused:
-        return (f"{cls.label} does not take {' or '.join(refused)}: clear "
-                f"{'it' if len(refused) == 1 else 'them'} or pick another model.")
-    try:       # the model's own option rules (extra parameters by name included)
-        cls.validate_options(form.chosen_options())
+    try:       # the model's own rules, as api.submit applies them before anything is sent
+        args = job_arguments(form)
+        cls.validate(JobInputs(image_path="", image_size=(1 << 30, 1 << 30),
+                               prompt=args["prompt"], mask_paths=[args["mask"]] if args["mask"]
+                               else [], points=as_points(args["points"]),
+                               boxes=as_boxes(args["boxes"]), seed=args["seed"],
+                               options=args["options"]))
     except InputError as exc:
-        return f"{exc} Change it under Advanced."
+        return str(exc)
     return None
 
 

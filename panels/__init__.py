@@ -81,6 +81,12 @@ class RECON3D_PT_generate(_Sidebar, bpy.types.Panel):
         cost = cost_hint(cls.id)
         if cost:
             layout.label(text=cost, icon="FUND")
+        ignored = checks.ignored_inputs(form)
+        if ignored:
+            draw_wrapped(layout.column(align=True),
+                         f"{cls.label} does not take {' or '.join(ignored)}, so "
+                         f"{'it is' if len(ignored) == 1 else 'they are'} not sent.",
+                         icon="INFO")
         layout.operator("recon3d.submit", icon="MESH_MONKEY")
         reason = checks.submit_blocker(context)
         if reason:

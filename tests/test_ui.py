@@ -311,12 +311,20 @@ def _generate_variants(ui, cls):
         form.image = None
         form.image_path = ui.photo_file
 
+    def earlier_job_cost():
+        form.image = ui.photo
+        job = ui.jobs.Job(cls.id, {}, job_id="earlier", label="earlier")
+        job.state, job.cost = "imported", 0.08
+        with ui.engine._lock:
+            ui.engine._jobs[job.id] = job
+
     return [("no photo", no_photo), ("photo with points and boxes", photo_with_picks),
             ("keys missing", keys_missing), ("keys typed in preferences", keys_in_preferences),
             ("online access off", online_off),
             ("online access off, service on this machine", online_off_local_service),
             ("prompt and points given", prompt_and_points),
-            ("photo as a file path", file_path_only)]
+            ("photo as a file path", file_path_only),
+            ("an earlier job with this model cost 0.08", earlier_job_cost)]
 
 
 def _reset(ui, cls):
@@ -328,10 +336,14 @@ def _reset(ui, cls):
         prefs.property_unset(key.pref)
     ui.monkeypatch.undo()
     ui.monkeypatch.setattr(ui.panels, "now", lambda: T0)
+    with ui.engine._lock:
+        ui.engine._jobs.pop("earlier", None)
 
 
 def test_generate_panel_per_model_keys_and_online_access(ui):
     form = bpy.context.scene.recon3d
+    with ui.engine._lock:                  # the last known cost comes from these only
+        ui.engine._jobs.clear()
     for provider_id, cls in ui.registry.items():
         form.provider = provider_id
         sections = []
@@ -358,9 +370,21 @@ def test_generate_is_greyed_out_for_each_reason(ui):
     assert "Choose a photo" in ui.checks.submit_blocker(bpy.context)
     form.image = ui.photo
     assert ui.checks.submit_blocker(bpy.context) is None
+    # A prompt left from another model is not sent, and said so; it does not block.
     form.prompt = "chair"
-    assert "does not take a prompt" in ui.checks.submit_blocker(bpy.context)
+    assert ui.checks.submit_blocker(bpy.context) is None
+    assert ui.checks.ignored_inputs(form) == ["the prompt"]
+    assert ui.checks.job_arguments(form)["prompt"] is None
     form.prompt = ""
+    # What the model would refuse blocks, in the model's own words.
+    form.provider = "segmind_sam3d"
+    form.boxes = "1,1,20,20; 2,2,30,30"
+    assert "takes at most 1 box(es); 2 were given" in ui.checks.submit_blocker(bpy.context)
+    form.boxes = ""
+    form.points = "10,20; 30"
+    assert "Each point must be written 'x,y'" in ui.checks.submit_blocker(bpy.context)
+    form.points = ""
+    form.provider = "scenario_pixal3d"
     _without_keys(ui, cls)
     assert "No Scenario API key and Scenario API secret is set" in \
         ui.checks.submit_blocker(bpy.context)
