@@ -598,6 +598,8 @@ def test_generate_from_the_render_result_and_a_packed_image(ui, emulator, fixtur
     file is gone both reach the service as the photo they show."""
     emulator.segmind.result = fixtures.glb("blob")
     scene = bpy.context.scene
+    render_settings = (scene.render.engine, scene.render.resolution_x,
+                       scene.render.resolution_y, scene.render.resolution_percentage)
     camera = bpy.data.objects.new("camera", bpy.data.cameras.new("camera"))
     scene.collection.objects.link(camera)
     scene.camera = camera
@@ -611,6 +613,8 @@ def test_generate_from_the_render_result_and_a_packed_image(ui, emulator, fixtur
     job = _submit_and_wait(ui, render)
     assert job.inputs["image_size"] == [40, 30]
     assert job.label == "Render Result"
+    (scene.render.engine, scene.render.resolution_x, scene.render.resolution_y,
+     scene.render.resolution_percentage) = render_settings
 
     ui.photo.pack()
     os.remove(ui.photo_file)
