@@ -10,6 +10,7 @@ from __future__ import annotations
 import bpy
 
 from . import cli, operators, panels
+from .errors import install_log_filter
 from .addon import form, preferences, runtime
 from .blender import main_thread
 
@@ -23,6 +24,7 @@ def register():
         bpy.utils.register_class(cls)
     form.register()
     panels.register()
+    install_log_filter(__package__)       # no key reaches a log record (errors.scrub)
     if hasattr(bpy.utils, "register_cli_command"):
         _cli_handle = bpy.utils.register_cli_command("recon3d", cli.main)
     # Resume the journal's unfinished jobs now, on worker threads: no timer needed for that,

@@ -90,9 +90,11 @@ def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cur
     job.wait(timeout)
     importer.raise_if_unsuccessful(job)
     if job.state not in ("ready", "imported"):
-        raise Recon3DError(f"The job {job.id} did not finish within {timeout:g} s; it keeps "
-                           f"running: import it later with api.import_job(api.get_job("
-                           f"'{job.id}')).", code="timeout")
+        why = (f"did not finish within {timeout:g} s; it keeps running" if timeout is not None
+               else "was still running when Recon3D was disabled or reloaded; it resumes on "
+                    "the next enable")
+        raise Recon3DError(f"The job {job.id} {why}: import it later with api.import_job("
+                           f"api.get_job('{job.id}')).", code="timeout")
     return import_job(job, placement=placement, target_size=target_size,
                       collection=collection, match_camera=match_camera)
 

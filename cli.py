@@ -104,6 +104,8 @@ def main(argv: list[str]) -> int:
         elif args.command == "jobs":
             for job in api.jobs():
                 extra = f"  {job.error}" if job.error else ""
+                if job.owner is not None:
+                    extra += f"  (running in another Blender: {job.owner.describe()})"
                 print(f"{job.id}  {job.provider:18} {job.state:11} {job.progress:4.0%}{extra}")
         elif args.command == "import":
             job = api.get_job(args.job_id).wait()

@@ -3,7 +3,8 @@
 jobs/ and the Blender side.
 
 Every message is written for an artist: what went wrong and what to do next. Keys never appear
-in a message (the HTTP layer never formats request headers into text).
+in a message: every Recon3DError's text, every `Job.error` and every record of Recon3D's
+loggers passes through `scrub`, which masks the configured keys (`remember_secrets`).
 
 `CODES` is the only place that says what a code means for the machinery:
 - `transient`: the same request may work if sent again soon; the HTTP layer retries it and the
@@ -14,6 +15,11 @@ in a message (the HTTP layer never formats request headers into text).
 """
 from __future__ import annotations
 
+import base64
+import itertools
+import logging
+import threading
+import traceback
 from dataclasses import dataclass
 
 
@@ -30,6 +36,7 @@ CODES: dict[str, Code] = {
     "offline": Code(refetch=True),            # turn online access on, then retry
     "auth": Code(),
     "not_ready": Code(),
+    "elsewhere": Code(),                      # another Blender runs this job
     # the service said no
     "credits": Code(),
     "forbidden": Code(),
@@ -69,7 +76,7 @@ class Recon3DError(Exception):
     code = "error"
 
     def __init__(self, message: str, *, code: str | None = None):
-        super().__init__(message)
+        super().__init__(scrub(message))
         if code is not None:
             self.code = code        # a key of CODES (a test checks every code Recon3D uses)
 
@@ -82,34 +89,84 @@ class Recon3DError(Exception):
         return str(self)
 
 
-class InputError(Recon3DError):
-    """Input refused locally, before anything was uploaded or billed."""
-    code = "input"
+def _kind(name: str, code: str, doc: str) -> type:
+    return type(name, (Recon3DError,), {"code": code, "__doc__": doc, "__module__": __name__})
 
 
-class NetworkBlocked(Recon3DError):
-    """Blender's online access is off and the endpoint is not on this machine."""
-    code = "offline"
+# The kinds of error, each with its default code (an instance may carry a more precise one).
+InputError = _kind("InputError", "input",
+                   "Input refused locally, before anything was uploaded or billed.")
+NetworkBlocked = _kind("NetworkBlocked", "offline",
+                       "Blender's online access is off and the endpoint is not on this machine.")
+AuthError = _kind("AuthError", "auth", "A key is missing or the service refused it.")
+ServiceError = _kind("ServiceError", "rejected",
+                     "The service answered with an error (mapped to an artist-facing message).")
+JobFailed = _kind("JobFailed", "failed",
+                  "The service ran the job and it failed; the message carries its reason.")
+Canceled = _kind("Canceled", "canceled", "The job was canceled.")
+ResultError = _kind("ResultError", "result",
+                    "The result file is missing, truncated or not a model Recon3D can import.")
 
 
-class AuthError(Recon3DError):
-    code = "auth"
+# -- keys never reach a message, the journal or a log ----------------------------------------------
+#: what replaces a key or secret wherever text is scrubbed
+MASK = "[key hidden]"
+_SECRETS: set[str] = set()
+_secrets_lock = threading.Lock()
+#: shorter values are not masked (they would blank out ordinary words)
+MIN_SECRET_CHARS = 6
 
 
-class ServiceError(Recon3DError):
-    """The service answered with an error (mapped to an artist-facing message)."""
-    code = "rejected"
+def remember_secrets(values) -> None:
+    """Record configured keys/secrets so `scrub` masks them: each value, its escaped form (as
+    an exception's repr quotes it), its parts around inner whitespace, and the Basic token
+    (base64 of `a:b`) of every pair, as Scenario sends it."""
+    values = [v for v in values if isinstance(v, str) and v]
+    forms = set(values)
+    for value in values:
+        forms.add(repr(value)[1:-1])
+        forms.update(value.split())
+    for first, second in itertools.permutations(values, 2):
+        forms.add(base64.b64encode(f"{first}:{second}".encode()).decode("ascii"))
+    with _secrets_lock:
+        _SECRETS.update(f for f in forms if len(f) >= MIN_SECRET_CHARS)
 
 
-class JobFailed(Recon3DError):
-    """The service ran the job and it failed; the message carries the service's reason."""
-    code = "failed"
+def scrub(text) -> str:
+    """`text` with every remembered key or secret replaced by MASK."""
+    text = str(text)
+    with _secrets_lock:
+        secrets = sorted(_SECRETS, key=len, reverse=True)
+    for secret in secrets:
+        if secret in text:
+            text = text.replace(secret, MASK)
+    return text
 
 
-class Canceled(Recon3DError):
-    code = "canceled"
+class ScrubFilter(logging.Filter):
+    """Installed on Recon3D's loggers: a record's message and traceback are scrubbed."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg = scrub(record.getMessage())
+        record.args = None
+        if record.exc_info:
+            record.exc_text = scrub("".join(traceback.format_exception(*record.exc_info))
+                                    .rstrip("\n"))
+            record.exc_info = None
+        elif record.exc_text:
+            record.exc_text = scrub(record.exc_text)
+        return True
 
 
-class ResultError(Recon3DError):
-    """The result file is missing, truncated or not a model Recon3D can import."""
-    code = "result"
+_FILTER = ScrubFilter()
+
+
+def install_log_filter(package: str) -> None:
+    """Put the scrubber on every logger of `package` (a filter on a logger does not cover
+    its children, so each one gets it)."""
+    names = [name for name in list(logging.Logger.manager.loggerDict)
+             if name == package or name.startswith(package + ".")]
+    for name in [package, *names]:
+        logger = logging.getLogger(name)
+        if _FILTER not in logger.filters:
+            logger.addFilter(_FILTER)

@@ -15,8 +15,14 @@ from ..errors import InputError
 from ..providers import REGISTRY
 
 
+#: built once: Blender keeps pointers to an items callback's strings, so the callback must
+#: return the same (referenced) list every time, never fresh strings
+_PROVIDER_ITEMS = [(cls.id, cls.label, f"{cls.model} on {cls.service}")
+                   for cls in REGISTRY.values()]
+
+
 def _provider_items(self, context):
-    return [(cls.id, cls.label, f"{cls.model} on {cls.service}") for cls in REGISTRY.values()]
+    return _PROVIDER_ITEMS
 
 
 def option_attr(provider_id: str, option_name: str) -> str:

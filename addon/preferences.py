@@ -22,27 +22,6 @@ def _changed(self, context):
 class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
     bl_idname = EXTENSION_PACKAGE
 
-    scenario_api_key: StringProperty(name="Scenario API Key", subtype="PASSWORD",
-                                     description="From Scenario › Project Settings › API Keys "
-                                                 "(else SCENARIO_SDK_API_KEY)", update=_changed)
-    scenario_api_secret: StringProperty(name="Scenario API Secret", subtype="PASSWORD",
-                                        description="Goes with the Scenario key (else "
-                                                    "SCENARIO_SDK_API_SECRET)", update=_changed)
-    scenario_url: StringProperty(name="Scenario URL", default="",
-                                 description="Leave empty for https://api.cloud.scenario.com/v1 "
-                                             "(RECON3D_SCENARIO_URL overrides)", update=_changed)
-    runware_api_key: StringProperty(name="Runware API Key", subtype="PASSWORD",
-                                    description="From runware.ai › API Keys (else "
-                                                "RUNWARE_API_KEY)", update=_changed)
-    runware_url: StringProperty(name="Runware URL", default="",
-                                description="Leave empty for https://api.runware.ai/v1 "
-                                            "(RECON3D_RUNWARE_URL overrides)", update=_changed)
-    segmind_api_key: StringProperty(name="Segmind API Key", subtype="PASSWORD",
-                                    description="Key from segmind.com › API Keys (else "
-                                                "SEGMIND_API_KEY)", update=_changed)
-    segmind_url: StringProperty(name="Segmind URL", default="",
-                                description="Leave empty for https://api.segmind.com "
-                                            "(RECON3D_SEGMIND_URL overrides)", update=_changed)
     max_in_flight: IntProperty(name="Jobs at Once per Service", default=4, min=1, max=32,
                                description="How many jobs run on one service at the same time; "
                                            "the rest wait in order", update=_changed)
@@ -57,9 +36,30 @@ class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
 draw_preferences = None
 
 
-def url_attr(cls) -> str:
-    """The preference holding a service's endpoint override (one per service)."""
-    return f"{cls.service.lower()}_url"
+def services() -> dict:
+    """One provider class per service (its keys and endpoint are the service's)."""
+    found = {}
+    for cls in REGISTRY.values():
+        found.setdefault(cls.service, cls)
+    return found
+
+
+def _service_fields() -> dict:
+    """A key field per declared key and an endpoint field per service, from the providers'
+    declarations: a new service brings its preferences with it."""
+    fields = {}
+    for service, cls in services().items():
+        for key in cls.keys:
+            fields[key.pref] = StringProperty(
+                name=key.label, subtype="PASSWORD", update=_changed,
+                description=f"{key.where} (else the environment variable {key.env})".strip())
+        fields[cls.url_pref()] = StringProperty(
+            name=f"{service} URL", default="", update=_changed,
+            description=f"Leave empty for {cls.default_url} ({cls.url_env} overrides)")
+    return fields
+
+
+RECON3D_AddonPreferences.__annotations__.update(_service_fields())
 
 
 def get(context=None):

@@ -11,7 +11,7 @@ import threading
 
 import bpy
 
-from ..errors import AuthError, NetworkBlocked
+from ..errors import AuthError, NetworkBlocked, remember_secrets
 from ..jobs import DEFAULT_MAX_IN_FLIGHT, Engine
 from ..providers import REGISTRY, ProviderSettings, provider_class, resolve_base_url
 from ..providers.http import is_loopback
@@ -35,8 +35,15 @@ def engine() -> Engine:
         refresh_settings()
         prefs = preferences.get()
         limit = prefs.max_in_flight if prefs else DEFAULT_MAX_IN_FLIGHT
-        _engine = Engine(data_dir(), settings_for, max_in_flight=limit)
+        _engine = Engine(data_dir(), settings_for, max_in_flight=limit,
+                         owner_label=owner_label())
     return _engine
+
+
+def owner_label() -> str:
+    """How the other Blenders sharing the data folder name this one in their job lists."""
+    kind = "headless" if bpy.app.background else "GUI"
+    return f"Blender {bpy.app.version_string} ({kind})"
 
 
 def running_engine() -> Engine | None:
@@ -51,13 +58,14 @@ def credentials(provider_id: str) -> dict:
     for key in cls.keys:
         value = getattr(prefs, key.pref, "") if prefs else ""
         creds[key.pref] = (value or os.environ.get(key.env, "")).strip()
+    remember_secrets(creds.values())          # masked wherever text is scrubbed
     return creds
 
 
 def resolve_settings(provider_id: str) -> ProviderSettings:
     cls = provider_class(provider_id)
     prefs = preferences.get()
-    pref_url = getattr(prefs, f"{cls.service.lower()}_url", "") if prefs else ""
+    pref_url = getattr(prefs, cls.url_pref(), "") if prefs else ""
     return ProviderSettings(base_url=resolve_base_url(cls, pref_url),
                             credentials=credentials(provider_id),
                             allow_online=bool(bpy.app.online_access))
@@ -91,6 +99,12 @@ def check_ready_to_send(provider_id: str) -> ProviderSettings:
     if missing:
         names = " and ".join(k.label for k in missing)
         raise AuthError(f"No {names} is set. {cls.key_hint()}")
+    malformed = cls.malformed_keys(settings.credentials)
+    if malformed:
+        names = " and ".join(k.label for k in malformed)
+        raise AuthError(f"The {names} has a space, line break or other invisible character "
+                        f"inside, so it was not sent. Copy it again from your {cls.service} "
+                        f"account. {cls.key_hint()}")
     if not settings.allow_online and not is_loopback(settings.base_url):
         raise NetworkBlocked(
             f"Blender's online access is off, so Recon3D cannot send the job to {cls.service}. "

@@ -58,7 +58,8 @@ def make_textured_glb(bpy, np, path: str, texture: int = 2048) -> None:
     img.file_format = "PNG"
     img.save()
     mat = bpy.data.materials.new("pbr")
-    mat.use_nodes = True
+    if bpy.app.version < (5, 0):               # always on (and deprecated) from 5.0
+        mat.use_nodes = True
     node = mat.node_tree.nodes.new("ShaderNodeTexImage")
     node.image = img
     mat.node_tree.links.new(node.outputs["Color"],

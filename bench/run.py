@@ -3,7 +3,7 @@
 """Run every benchmark and print its numbers (ratios are against baselines measured in the
 same run). Uses the pinned venv of one Blender release (default 5.0) and the built zip.
 
-    python3 bench/run.py [--release 4.2] [name ...]      names: polling download drain import
+    python3 bench/run.py [--release 4.2] [name ...]      names: polling download drain import shared
 """
 from __future__ import annotations
 
@@ -15,11 +15,12 @@ import tempfile
 from pathlib import Path
 
 HERE = Path(__file__).resolve().parent
+sys.dont_write_bytecode = True     # nothing a tool runs may land in the source tree
 sys.path.insert(0, str(HERE.parent / "tools"))
 import blenders  # noqa: E402
 import build  # noqa: E402
 
-BENCHES = ["polling", "download", "drain", "import"]
+BENCHES = ["polling", "download", "drain", "import", "shared"]
 
 
 def main() -> int:

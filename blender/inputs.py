@@ -17,7 +17,8 @@ import bpy
 import numpy as np
 
 from ..errors import InputError
-from ..providers.declaration import as_boxes, as_points, check_prompts_inside, scale_prompts
+from ..providers.declaration import (as_boxes, as_points, check_prompts_inside, fit_within,
+                                     scale_prompts)
 from ..providers.files import sniff
 
 #: kinds of file (providers.files.sniff) uploaded as they are; anything else becomes a PNG
@@ -152,17 +153,12 @@ def _save(img: bpy.types.Image, dest: str, file_format: str, size: tuple[int, in
     return dest
 
 
-def _fit(width: int, height: int, max_side: int) -> tuple[int, int]:
-    scale = min(1.0, max_side / max(width, height))
-    return max(1, round(width * scale)), max(1, round(height * scale))
-
-
 def _write_image(img, path, packed, dest_stem, limits, temp) -> tuple[str, tuple[int, int]]:
     """The upload file: the original bytes when they already fit, else a downscaled PNG (or
     JPEG when PNG is still too large), shrinking further until it fits."""
     width, height = int(img.size[0]), int(img.size[1])
     kind = _kind(path, packed)
-    size = _fit(width, height, limits.max_side)
+    size = fit_within(width, height, limits.max_side)
     original_bytes = len(packed) if packed is not None else (
         os.path.getsize(path) if path else None)
     if kind in PASS_THROUGH and size == (width, height) and original_bytes is not None \

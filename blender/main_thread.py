@@ -47,7 +47,11 @@ def drain(max_seconds: float = 0.01) -> int:
         if job is not None:
             changed[job_id] = job
     for job in changed.values():
-        if job.state == "ready" and job.auto_import:
+        # Only jobs this Blender ran (another one imports its own). A failed import is tried
+        # once: the job keeps saying why until the artist imports it by hand (or a retry makes
+        # it ready afresh, which clears the error).
+        if job.state == "ready" and job.auto_import and eng.ran_here(job) and \
+                job.error_code != "import":
             _auto_import(job)
         _announce(job)
     wm = getattr(bpy.context, "window_manager", None)

@@ -9,6 +9,7 @@ Layout under the data directory:
 from __future__ import annotations
 
 import json
+import logging
 import os
 import tempfile
 import threading
@@ -16,6 +17,8 @@ import threading
 from .model import Job
 
 JOURNAL_NAME = "job.json"
+
+log = logging.getLogger(__name__)
 
 
 class Journal:
@@ -49,20 +52,60 @@ class Journal:
                 raise
             _fsync_dir(folder)
 
+    def ids(self) -> list[str]:
+        """The job folders there are (some may have no entry yet)."""
+        try:
+            return sorted(os.listdir(self.jobs_dir))
+        except OSError:
+            return []
+
+    def entry_path(self, job_id: str) -> str:
+        return os.path.join(self.jobs_dir, job_id, JOURNAL_NAME)
+
+    def load(self, job_id: str) -> Job | None:
+        """The job as journaled, or None without a readable entry."""
+        try:
+            return _read(self.entry_path(job_id))
+        except UNREADABLE:
+            return None
+
     def load_all(self) -> list[Job]:
-        """Every journaled job, oldest first. Unreadable entries are skipped, not fatal."""
+        """Every journaled job, oldest first. An entry that cannot be read is logged and listed
+        as a failed job saying so (never rewritten: it stays for a person to look at)."""
         jobs = []
-        if not os.path.isdir(self.jobs_dir):
-            return jobs
-        for name in sorted(os.listdir(self.jobs_dir)):
-            path = os.path.join(self.jobs_dir, name, JOURNAL_NAME)
+        for name in self.ids():
+            path = self.entry_path(name)
+            if not os.path.isfile(path):
+                continue            # a job folder whose job was never journaled
             try:
-                with open(path, encoding="utf-8") as fh:
-                    jobs.append(Job.from_json(json.load(fh)))
-            except (OSError, ValueError, KeyError, TypeError):
-                continue
+                jobs.append(_read(path))
+            except UNREADABLE as exc:
+                log.warning("Recon3D: the job record %s cannot be read (%s); it is listed as "
+                            "a failed job and left as it is.", path, exc)
+                jobs.append(_unreadable(name, path, exc))
         jobs.sort(key=lambda j: j.created_at)
         return jobs
+
+
+#: what reading a damaged, odd or vanished entry raises
+UNREADABLE = (OSError, ValueError, KeyError, TypeError, AttributeError)
+
+
+def _read(path: str) -> Job:
+    with open(path, encoding="utf-8") as fh:
+        return Job.from_json(json.load(fh))
+
+
+def _unreadable(name: str, path: str, exc: Exception) -> Job:
+    job = Job("", {}, job_id=name, label=name)
+    job.update(state="failed", error_code="error", error=(
+        f"Recon3D cannot read this job's record ({exc}). Nothing more is sent or fetched for "
+        f"it; its files are kept in {os.path.dirname(path)}."))
+    try:
+        job.created_at = os.path.getmtime(path)
+    except OSError:
+        pass
+    return job
 
 
 def _fsync_dir(path: str) -> None:

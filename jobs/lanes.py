@@ -3,6 +3,7 @@
 bpy-free."""
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections import deque
@@ -10,6 +11,8 @@ from typing import Callable
 
 from ..errors import Canceled
 from .model import Job
+
+log = logging.getLogger(__name__)
 
 class Stopped(Exception):
     """The engine is shutting down (extension disabled): leave the job as journaled."""
@@ -47,9 +50,11 @@ class Lane:
     A 429 from the service pauses the whole lane instead of failing jobs."""
 
     def __init__(self, provider_id: str, limit: int, stopping: threading.Event,
-                 run: Callable[[Job, str, "Lane"], None]):
+                 run: Callable[[Job, str, "Lane"], None],
+                 notify: Callable[[str], None] | None = None):
         self.stopping = stopping
         self.run = run
+        self.notify = notify          # told the id of a job whose worker step crashed
         self.provider_id = provider_id
         self.limit = max(1, int(limit))
         self.pending: deque[tuple[Job, str]] = deque()
@@ -97,4 +102,15 @@ class Lane:
                     self.active -= 1
                     return
                 job, step = self.pending.popleft()
-            self.run(job, step, self)
+            try:
+                self.run(job, step, self)
+            except Exception as exc:
+                # The step's own error handling failed (a journal write on a full disk): the
+                # job fails in memory, and this worker goes on, so the lane never stalls.
+                log.exception("Recon3D: the worker of job %s failed", job.id)
+                job.update(state="failed", error_code="internal", error=(
+                    f"Recon3D could not record this job's progress ({type(exc).__name__}: "
+                    f"{exc}). Make room on the disk of the Recon3D data folder (or check "
+                    f"its permissions); a result already made is still at the service."))
+                if self.notify is not None:
+                    self.notify(job.id)

@@ -7,6 +7,8 @@ import time
 import uuid
 from typing import Any
 
+from ..errors import scrub
+
 STATES = ("queued", "submitting", "running", "downloading", "ready", "imported", "failed",
           "canceled")
 #: states Job.wait() returns on
@@ -21,6 +23,18 @@ JOURNAL_FIELDS = ("id", "provider", "state", "progress", "remote_id", "error", "
                   "submitted_at", "finished_at", "inputs", "service_data", "submit_sent", "auto_import", "label",
                   "imported_objects")
 
+
+_NUMBER = (int, float)
+_OPTIONAL_NUMBER = (int, float, type(None))
+_OPTIONAL_TEXT = (str, type(None))
+#: what each journal field must hold; an entry with anything else is unreadable (guessing a
+#: value for `submit_sent` or `remote_id` could pay twice)
+FIELD_TYPES = {"id": str, "provider": str, "state": str, "progress": _NUMBER,
+               "remote_id": _OPTIONAL_TEXT, "error": _OPTIONAL_TEXT, "error_code": _OPTIONAL_TEXT,
+               "files": list, "polls": int, "created_at": _NUMBER, "updated_at": _NUMBER,
+               "submitted_at": _OPTIONAL_NUMBER, "finished_at": _OPTIONAL_NUMBER,
+               "inputs": dict, "service_data": dict, "submit_sent": bool, "auto_import": dict,
+               "label": str, "imported_objects": list}
 
 #: journal fields written by earlier versions under other names
 LEGACY_FIELDS = {"origin": "auto_import", "provider_state": "service_data"}
@@ -58,7 +72,11 @@ class Job:
         self.auto_import = auto_import or {}
         self.label = label
         self.imported_objects: list[str] = []
+        #: who works on it when that is another process (an ownership.OwnerInfo), else None;
+        #: such a job is listed here but neither submitted, polled nor downloaded
+        self.owner = None
         self._changed = threading.Condition()
+        self._released = False        # the engine stopped: wait() returns (release_waiters)
         self.cancel_event = threading.Event()
 
     # -- reading --------------------------------------------------------------------------------
@@ -72,10 +90,14 @@ class Job:
     def wait(self, timeout: float | None = None) -> "Job":
         """Block the calling thread until the job is ready, imported, failed or canceled (or
         `timeout` seconds pass). Needs no timers, so it works under `blender -b` and in the
-        bpy module. Returns the job; check `state` and `error`."""
+        bpy module. Returns the job; check `state` and `error`.
+
+        It also returns when the engine stops (the extension is disabled or reloaded): the job
+        is then left as it is (`done` is False), journaled, and resumes on the next enable;
+        get it again there with `api.get_job(job.id)`."""
         deadline = None if timeout is None else time.monotonic() + timeout
         with self._changed:
-            while self.state not in WAIT_TERMINAL:
+            while self.state not in WAIT_TERMINAL and not self._released:
                 remaining = None if deadline is None else deadline - time.monotonic()
                 if remaining is not None and remaining <= 0:
                     break
@@ -83,23 +105,52 @@ class Job:
         return self
 
     # -- writing (engine and importer) ----------------------------------------------------------
+    def release_waiters(self) -> None:
+        """The engine is stopping: wake every `wait()`, leaving the job as it is."""
+        with self._changed:
+            self._released = True
+            self._changed.notify_all()
+
     def update(self, **changes) -> None:
         with self._changed:
             for key, value in changes.items():
                 if key not in JOURNAL_FIELDS:
                     raise AttributeError(key)
+                if key == "error" and value is not None:
+                    value = scrub(value)          # never a key in a message or the journal
                 setattr(self, key, value)
             self.updated_at = time.time()
             if self.state in FINISHED and self.finished_at is None:
                 self.finished_at = self.updated_at
             self._changed.notify_all()
 
+    def refresh_from(self, other: "Job") -> bool:
+        """Take the journaled fields of `other` (this job as another process journaled it), if
+        it is newer. Returns True when something was taken."""
+        with self._changed:
+            if other.updated_at <= self.updated_at:
+                return False
+            for name in JOURNAL_FIELDS:
+                setattr(self, name, getattr(other, name))
+            self._changed.notify_all()
+        return True
+
     def to_json(self) -> dict:
         return {name: getattr(self, name) for name in JOURNAL_FIELDS}
 
     @classmethod
     def from_json(cls, data: dict) -> "Job":
+        """The job of a journal entry; ValueError names the first field that is not right."""
+        if not isinstance(data, dict):
+            raise ValueError("not a JSON object")
         data = {LEGACY_FIELDS.get(key, key): value for key, value in data.items()}
+        for name, kinds in FIELD_TYPES.items():
+            value = data.get(name)
+            if (name in data or name in ("id", "provider")) and \
+                    (not isinstance(value, kinds) or isinstance(value, bool) and kinds is not bool):
+                raise ValueError(f"its field '{name}' holds {value!r:.40}")
+        if data.get("state", "queued") not in STATES:
+            raise ValueError(f"its state {data['state']!r:.40} is unknown")
         job = cls(data["provider"], data.get("inputs") or {}, job_id=data["id"])
         for name in JOURNAL_FIELDS:
             if name in data:

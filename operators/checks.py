@@ -86,7 +86,12 @@ def submit_blocker(context) -> str | None:
     if missing:
         return (f"No {' and '.join(k.label for k in missing)} is set: add it in "
                 f"Preferences › Add-ons › Recon3D.")
-    base_url = runtime.resolve_settings(cls.id).base_url
+    settings = runtime.resolve_settings(cls.id)
+    malformed = cls.malformed_keys(settings.credentials)
+    if malformed:
+        return (f"The {' and '.join(k.label for k in malformed)} has a space or an invisible "
+                f"character inside: copy it again from your {cls.service} account.")
+    base_url = settings.base_url
     if not online_access() and not is_loopback(base_url):
         return (f"Online access is off, so nothing can be sent to {cls.service}: turn on "
                 f"Preferences › System › Network › Allow Online Access.")

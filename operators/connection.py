@@ -14,9 +14,9 @@ import threading
 import bpy
 from bpy.props import StringProperty
 
-from ..addon import runtime
+from ..addon import preferences, runtime
 from ..errors import Recon3DError, code_info
-from ..providers import REGISTRY, make_provider
+from ..providers import make_provider
 from ..providers.http import is_loopback
 
 #: a well-formed id no service has (some services check the id's shape before the key)
@@ -40,7 +40,7 @@ def _set(service: str, state: str, message: str) -> None:
 
 def provider_for(service: str):
     """The first model of the service (any of them reaches the same account)."""
-    return next((cls for cls in REGISTRY.values() if cls.service == service), None)
+    return preferences.services().get(service)
 
 
 def verdict(service: str, error: Exception | None) -> tuple[str, str]:

@@ -11,7 +11,7 @@ import bpy
 from .. import api, operators
 from ..addon import EXTENSION_PACKAGE, preferences, runtime
 from ..addon.form import option_attr
-from ..jobs.model import ACTIVE, FINISHED
+from ..jobs import ACTIVE, FINISHED
 from ..operators import checks, connection, imported_objects
 from ..providers import REGISTRY
 
@@ -268,6 +268,11 @@ def draw_job(layout, job, context) -> None:
     if money:
         col.label(text=", ".join(money).capitalize(), icon="FUND")
     eng = runtime.running_engine()
+    if job.owner is not None and job.state in ACTIVE:
+        # Another Blender sharing the data folder runs it: only that one can act on it.
+        layout.label(text="Running in another Blender", icon="WINDOW")
+        layout.label(text=job.owner.describe())
+        return
     actions = layout.row(align=True)
     if job.state in ACTIVE:
         actions.operator("recon3d.cancel", icon="X").job_id = job.id
@@ -315,10 +320,7 @@ def register():
 def draw_preferences(prefs, layout, context) -> None:
     """Per service (as the providers declare them): its keys and where each comes from, its
     endpoint, Test Connection and its result; then the shared settings and the data folder."""
-    services = {}
-    for cls in REGISTRY.values():
-        services.setdefault(cls.service, cls)
-    for service, cls in services.items():
+    for service, cls in preferences.services().items():
         box = layout.box()
         box.label(text=service, icon="URL")
         for key, source in checks.key_sources(cls.id):
@@ -326,8 +328,7 @@ def draw_preferences(prefs, layout, context) -> None:
             row.prop(prefs, key.pref)
             words, icon = KEY_SOURCE_WORDS[source]
             row.label(text=words if source != "environment" else f"from {key.env}", icon=icon)
-        if preferences.url_attr(cls) in prefs.bl_rna.properties.keys():
-            box.prop(prefs, preferences.url_attr(cls))
+        box.prop(prefs, cls.url_pref())
         row = box.row()
         row.operator("recon3d.test_connection", icon="PLUGIN").service = service
         outcome = connection.result(service)

@@ -12,13 +12,15 @@ from typing import Callable
 from ..errors import InputError
 from .base import Provider
 from .declaration import Capabilities, JobInputs, OptionSpec, PollStatus, ProviderSettings
+from .fal_models import FAL_PROVIDERS
 from .http import HttpClient, HttpConfig, StopSignal
 from .runware import RunwareSam3D
 from .scenario import ScenarioPixal3D, ScenarioSam3D
 from .segmind import SegmindSam3D
 
 REGISTRY: dict[str, type[Provider]] = {
-    cls.id: cls for cls in (ScenarioSam3D, ScenarioPixal3D, SegmindSam3D, RunwareSam3D)}
+    cls.id: cls for cls in (ScenarioSam3D, ScenarioPixal3D, SegmindSam3D, RunwareSam3D,
+                            *FAL_PROVIDERS)}
 
 
 def provider_class(provider_id: str) -> type[Provider]:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import math
 import os
+import unicodedata
 from typing import Any, Callable, Mapping
 
 import requests
@@ -54,8 +55,21 @@ class Provider:
                 f"(or the environment variable {envs}).")
 
     @classmethod
+    def url_pref(cls) -> str:
+        """The add-on preference holding this service's endpoint ("fal.ai" → fal_url)."""
+        return cls.service.lower().split(".")[0] + "_url"
+
+    @classmethod
     def missing_keys(cls, credentials: Mapping[str, str]) -> list[KeySpec]:
         return [k for k in cls.keys if not credentials.get(k.pref)]
+
+    @classmethod
+    def malformed_keys(cls, credentials: Mapping[str, str]) -> list[KeySpec]:
+        """Keys with whitespace or a control character inside (a paste gone wrong): sent as a
+        header they would fail, and the error would quote them."""
+        return [k for k in cls.keys if any(
+            ch.isspace() or unicodedata.category(ch).startswith("C")
+            for ch in credentials.get(k.pref, ""))]
 
     @classmethod
     def validate(cls, inputs: JobInputs) -> None:

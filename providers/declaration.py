@@ -9,7 +9,9 @@ preparation, so a box reaching the photo's edge survives downscaling.
 """
 from __future__ import annotations
 
+import json
 import math
+import os
 from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
@@ -49,6 +51,7 @@ class KeySpec:
     pref: str                    # attribute on the add-on preferences
     env: str                     # environment fallback
     label: str
+    where: str = ""              # where the artist finds it, for the preference's tooltip
 
 
 @dataclass
@@ -92,8 +95,19 @@ class PollStatus:
 class ProviderSettings:
     """Everything a provider needs at run time, resolved on the main thread. Never journaled."""
     base_url: str
-    credentials: dict
+    credentials: dict = field(repr=False)       # keys: never in a repr or a log
     allow_online: bool = False
+
+
+def load_options(file_name: str) -> tuple[OptionSpec, ...]:
+    """An option schema kept as data beside the providers (a vendor's parameter table)."""
+    path = os.path.join(os.path.dirname(__file__), file_name)
+    with open(path, encoding="utf-8") as fh:
+        rows = json.load(fh)["options"]
+    kinds = {"bool": bool, "int": int, "float": float}
+    return tuple(OptionSpec(row["name"], kinds[row["kind"]], row["default"], row.get("min"),
+                            row.get("max"), row.get("label", ""), row.get("description", ""))
+                 for row in rows)
 
 
 # -- points and boxes: one definition of their shape and bounds ------------------------------------
@@ -135,19 +149,32 @@ def check_prompts_inside(points: Sequence[Point], boxes: Sequence[Box],
                              f"image ({width}×{height} px) with x1 < x2 and y1 < y2.")
 
 
+def fit_within(width: int, height: int, max_side: int) -> tuple[int, int]:
+    """The size an image of width × height is downscaled to so its longer side is at most
+    `max_side` (never upscaled, never below one pixel)."""
+    scale = min(1.0, max_side / max(width, height))
+    return max(1, round(width * scale)), max(1, round(height * scale))
+
+
 def scale_prompts(points: Sequence[Point], boxes: Sequence[Box], original: tuple[int, int],
                   size: tuple[int, int]) -> tuple[list[Point], list[Box]]:
     """Points and boxes of the `original` image expressed in pixels of a resized copy of
     `size`: pixel centres map to pixel centres, box edges to box edges. Values that rounding
     pushed past the edge are clamped back, so what was inside stays inside."""
-    sx, sy = size[0] / original[0], size[1] / original[1]
     width, height = size
+
+    def along_x(value):           # multiply first: an edge (value == original) stays exact
+        return value * width / original[0]
+
+    def along_y(value):
+        return value * height / original[1]
 
     def clamp(value, high):
         return min(max(value, 0.0), high)
 
-    scaled_points = [(clamp((x + 0.5) * sx - 0.5, width - 1.0),
-                      clamp((y + 0.5) * sy - 0.5, height - 1.0)) for x, y in points]
-    scaled_boxes = [(clamp(a * sx, width), clamp(b * sy, height),
-                     clamp(c * sx, width), clamp(d * sy, height)) for a, b, c, d in boxes]
+    scaled_points = [(clamp(along_x(x + 0.5) - 0.5, width - 1.0),
+                      clamp(along_y(y + 0.5) - 0.5, height - 1.0)) for x, y in points]
+    scaled_boxes = [(clamp(along_x(a), width), clamp(along_y(b), height),
+                     clamp(along_x(c), width), clamp(along_y(d), height))
+                    for a, b, c, d in boxes]
     return scaled_points, scaled_boxes

@@ -106,17 +106,25 @@ def write_capped(path: str, chunks, *, max_bytes: int = MAX_RESULT_BYTES,
     written = 0
     try:
         with open(part, "wb") as fh:
-            for chunk in chunks:
+            for chunk in capped(chunks, max_bytes, service):
                 written += len(chunk)
-                if written > max_bytes:
-                    raise ResultError(f"The result from {service} is larger than Recon3D "
-                                      f"accepts ({max_bytes / 1e6:.0f} MB).")
                 fh.write(chunk)
         os.replace(part, path)
     except BaseException:
         remove_quietly(part)
         raise
     return written
+
+
+def capped(chunks, max_bytes: int, service: str = "The service"):
+    """The chunks, until more than `max_bytes` came: then a ResultError (nothing more read)."""
+    total = 0
+    for chunk in chunks:
+        total += len(chunk)
+        if total > max_bytes:
+            raise ResultError(f"The result from {service} is larger than Recon3D accepts "
+                              f"({max_bytes / 1e6:.0f} MB).")
+        yield chunk
 
 
 def extract_glb_from_zip(zip_path: str, dest: str, *, max_bytes: int = MAX_RESULT_BYTES) -> str:
@@ -143,7 +151,7 @@ def extract_glb_from_zip(zip_path: str, dest: str, *, max_bytes: int = MAX_RESUL
         # BadZipFile covers a bad CRC; RuntimeError an encrypted member; NotImplementedError
         # an unsupported compression method.
         raise ResultError(f"The result archive is damaged ({type(exc).__name__}). Nothing "
-                          f"was imported; try the download again.", code="download") from None
+                          f"was imported; use Retry Download to fetch it again.") from None
     if sniff_file(dest) != "glb":
         remove_quietly(dest)
         raise ResultError("The .glb inside the result archive is not a valid model.")

@@ -10,7 +10,11 @@ What it guarantees, so no provider has to repeat it:
   `x-rate-limit-reset-at-utc`, for requests that are safe to repeat; a request that bills
   (`billing=True`) is retried only when the service provably did not accept it;
 - downloads streamed to a temporary file with a size cap, checked, then renamed;
-- while Blender's online access is off, only loopback hosts are reached.
+- while Blender's online access is off, only loopback hosts are reached;
+- an address a remote service hands out (a result URL, a redirect) is never followed to
+  loopback, private or link-local hosts, unless the configured endpoint is on one itself
+  (the emulator, a LAN proxy);
+- a download stops between chunks when the job is canceled.
 Error bodies are turned into messages by the provider (`Provider.describe_error`).
 """
 from __future__ import annotations
@@ -53,6 +57,19 @@ def is_loopback(url: str) -> bool:
         return False
 
 
+def is_internal(url: str) -> bool:
+    """Is `url` on this machine or a private/link-local network (by name or address)?"""
+    if is_loopback(url):
+        return True
+    host = (urlsplit(url).hostname or "").strip("[]").lower()
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return host.endswith((".local", ".internal")) or "." not in host
+    address = getattr(address, "ipv4_mapped", None) or address
+    return not address.is_global
+
+
 def scheme_host_port(url: str) -> tuple[str, str, int]:
     parts = urlsplit(url)
     port = parts.port or (443 if parts.scheme == "https" else 80)
@@ -63,7 +80,7 @@ def scheme_host_port(url: str) -> tuple[str, str, int]:
 class HttpConfig:
     service: str                                   # "Segmind": used in messages
     base_url: str
-    auth_headers: Mapping[str, str] = field(default_factory=dict)
+    auth_headers: Mapping[str, str] = field(default_factory=dict, repr=False)   # keys
     allow_online: bool = False                     # Blender's online access, read on the main thread
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout: float = CONNECT_TIMEOUT
@@ -90,6 +107,9 @@ class HttpClient:
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self._home = scheme_host_port(config.base_url)
+        #: a configured endpoint on this machine or network may send us anywhere; a remote one
+        #: may not send us (or a key-less download) into it
+        self._home_internal = is_internal(config.base_url)
 
     # -- helpers -------------------------------------------------------------------------------
     def url(self, path: str) -> str:
@@ -106,6 +126,11 @@ class HttpClient:
                 f"Blender's online access is off, so Recon3D cannot reach "
                 f"{urlsplit(url).hostname}. Turn on Preferences › System › Network › "
                 f"Allow Online Access, then try again.")
+        if not self._home_internal and is_internal(url):
+            raise ServiceError(f"{self.config.service} pointed Recon3D at an address on this "
+                               f"computer or its local network ({urlsplit(url).hostname}); "
+                               f"Recon3D does not follow it. Report this to "
+                               f"{self.config.service}.", code="bad_response")
 
     def _headers_for(self, url: str, extra: Mapping[str, str] | None) -> dict:
         headers = dict(extra or {})
@@ -263,6 +288,8 @@ class HttpClient:
         try:
             with open(part, "wb") as fh:
                 for chunk in resp.iter_content(chunk_size):
+                    if self.stop is not None and self.stop.wait(0):
+                        raise Canceled("The job was canceled.")
                     if not chunk:
                         continue
                     if not checked:
@@ -279,8 +306,11 @@ class HttpClient:
                 os.fsync(fh.fileno())
             if not checked:
                 check(head)
-            if expected is not None and written != expected:
-                raise _Truncated(f"{written} of {expected} bytes")
+            # Content-Length counts the bytes on the wire, which differ from the file's when
+            # the body was compressed (Content-Encoding: gzip): compare like with like.
+            received = _wire_bytes(resp, written)
+            if expected is not None and received != expected:
+                raise _Truncated(f"{received} of {expected} bytes")
             os.replace(part, dest)
             return written
         except BaseException:
@@ -290,6 +320,15 @@ class HttpClient:
 
 class _Truncated(Exception):
     pass
+
+
+def _wire_bytes(resp: requests.Response, decoded: int) -> int:
+    """Bytes of the body as sent (urllib3 1.26 and 2.x count them in `tell()`)."""
+    tell = getattr(resp.raw, "tell", None)
+    try:
+        return int(tell()) if tell is not None else decoded
+    except (TypeError, ValueError, OSError):
+        return decoded
 
 
 def _transport_error(service: str, exc: Exception) -> Recon3DError:

@@ -17,6 +17,8 @@ from .files import data_uri
 from .messages import describe_status, failure_reason, json_body
 
 MODEL = "meta:sam@3d"
+#: what Runware's statuses mean (messages.describe_status)
+ANSWERS = {402: ("credits", "your balance is too low", "Top up at runware.ai, then try again.")}
 
 
 class RunwareSam3D(Provider):
@@ -26,7 +28,8 @@ class RunwareSam3D(Provider):
     model = MODEL
     default_url = "https://api.runware.ai/v1"
     url_env = "RECON3D_RUNWARE_URL"
-    keys = (KeySpec("runware_api_key", "RUNWARE_API_KEY", "Runware API key"),)
+    keys = (KeySpec("runware_api_key", "RUNWARE_API_KEY", "Runware API key",
+                    "From runware.ai › API Keys"),)
     capabilities = Capabilities(prompt=True, mask=True, mask_required=True, max_masks=1,
                                 points=False, boxes=False, seed=True,
                                 seed_range=(0, 2**63 - 1), max_results=4)
@@ -116,16 +119,8 @@ class RunwareSam3D(Provider):
         message = None
         if isinstance(errors, list) and errors and isinstance(errors[0], dict):
             message = failure_reason(errors[0])
-        status = resp.status_code
-        if status == 401:
-            return AuthError(f"Runware says the API key is invalid"
-                             f"{' (' + message + ')' if message else ''}. {self.key_hint()}")
-        if status == 402:
-            return ServiceError(f"Runware says your balance is too low"
-                                f"{' (' + message + ')' if message else ''}. Top up at "
-                                f"runware.ai, then try again.", code="credits")
-        return describe_status(self.service, status, message, key_hint=self.key_hint())
-
+        return describe_status(self.service, resp.status_code, message,
+                               key_hint=self.key_hint(), answers=ANSWERS)
 
 def _items(body, task_uuid: str) -> list[dict]:
     data = body.get("data") if isinstance(body, dict) else None

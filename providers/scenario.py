@@ -14,10 +14,14 @@ import os
 import requests
 
 from ..errors import AuthError, ServiceError
-from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
+from .base import Capabilities, JobInputs, KeySpec, PollStatus, Provider
+from .declaration import load_options
 from .files import read_base64
 from .messages import describe_status, json_body, reason_from_response
 
+#: what Scenario's statuses mean (messages.describe_status)
+ANSWERS = {401: ("auth", "the API key or secret is invalid", "{key_hint}"),
+           402: ("credits", "your team has no credits left", "Top up at scenario.com.")}
 RUNNING = {"pending", "queued", "warming-up", "in-progress", "finalizing", "processing"}
 
 
@@ -25,8 +29,10 @@ class ScenarioProvider(Provider):
     service = "Scenario"
     default_url = "https://api.cloud.scenario.com/v1"
     url_env = "RECON3D_SCENARIO_URL"
-    keys = (KeySpec("scenario_api_key", "SCENARIO_SDK_API_KEY", "Scenario API key"),
-            KeySpec("scenario_api_secret", "SCENARIO_SDK_API_SECRET", "Scenario API secret"))
+    keys = (KeySpec("scenario_api_key", "SCENARIO_SDK_API_KEY", "Scenario API key",
+                    "From Scenario › Project Settings › API Keys"),
+            KeySpec("scenario_api_secret", "SCENARIO_SDK_API_SECRET", "Scenario API secret",
+                    "Goes with the Scenario key"))
     #: an asset upload must stay under 6 MB; base64 inflates by 4/3
     max_upload_bytes = 4_400_000
 
@@ -128,13 +134,6 @@ class ScenarioProvider(Provider):
     def describe_error(self, resp: requests.Response):
         reason = reason_from_response(resp)
         status = resp.status_code
-        if status == 401:
-            return AuthError(f"Scenario says the API key or secret is invalid"
-                             f"{': ' + reason if reason else ''}. {self.key_hint()}")
-        if status == 403:
-            return ServiceError(f"Scenario says your plan does not allow {self.label}"
-                                f"{': ' + reason if reason else ''}. Check your Scenario plan "
-                                f"or pick another provider.", code="forbidden")
         if status == 429:
             body = json_body(resp)
             details = body.get("details") if isinstance(body, dict) else None
@@ -144,14 +143,13 @@ class ScenarioProvider(Provider):
                                 f"Recon3D waits and tries again; lower 'Jobs at Once' in "
                                 f"Preferences › Add-ons › Recon3D if this keeps happening.",
                                 code="rate_limited")
-        if status == 402:
-            return ServiceError(f"Scenario says your team has no credits left"
-                                f"{': ' + reason if reason else ''}. Top up at scenario.com.",
-                                code="credits")
         if status == 404 and "/jobs/" in (resp.url or ""):
             return ServiceError("Scenario no longer knows this job. Generate again.",
                                 code="expired")
-        return describe_status(self.service, status, reason, key_hint=self.key_hint())
+        answers = {403: ("forbidden", f"your plan does not allow {self.label}",
+                         "Check your Scenario plan or pick another provider."), **ANSWERS}
+        return describe_status(self.service, status, reason, key_hint=self.key_hint(),
+                               answers=answers)
 
 
 class ScenarioSam3D(ScenarioProvider):
@@ -180,52 +178,13 @@ class ScenarioSam3D(ScenarioProvider):
         return body
 
 
-def _num(name, default, low, high, label, description, kind=float):
-    return OptionSpec(name, kind, default, low, high, label, description)
-
-
 class ScenarioPixal3D(ScenarioProvider):
     id = "scenario_pixal3d"
     label = "Pixal3D (Scenario)"
     model = "model_pixal3d"
     capabilities = Capabilities(prompt=False, mask=False, max_masks=0, points=False,
                                 boxes=False, seed=True, seed_range=(0, 2**31 - 1))
-    # The vendor page gives defaults, not ranges: the ranges are generous sanity bounds.
-    options = (
-        _num("ssGuidanceStrength", 7.5, 0.0, 20.0, "Structure Guidance",
-             "How closely the initial 3D structure follows the image"),
-        _num("ssGuidanceRescale", 0.7, 0.0, 1.0, "Structure Rescale",
-             "Dampens artifacts from high guidance in the structure stage"),
-        _num("ssSamplingSteps", 36, 1, 100, "Structure Steps",
-             "Denoising steps for the initial structure", int),
-        _num("shapeSlatGuidanceStrength", 7.5, 0.0, 20.0, "Shape Guidance",
-             "How closely the detailed geometry follows the image"),
-        _num("shapeSlatGuidanceRescale", 0.5, 0.0, 1.0, "Shape Rescale",
-             "Dampens artifacts from high guidance in the shape stage"),
-        _num("shapeSlatSamplingSteps", 36, 1, 100, "Shape Steps",
-             "Denoising steps for shape refinement", int),
-        _num("shapeSlatRescaleT", 3.0, 0.0, 10.0, "Shape Noise Sharpness",
-             "Noise schedule sharpness for shape refinement"),
-        _num("texSlatGuidanceStrength", 1.0, 0.0, 20.0, "Texture Guidance",
-             "How closely the texture follows the image colours"),
-        _num("texSlatGuidanceRescale", 0.0, 0.0, 1.0, "Texture Rescale",
-             "Dampens artifacts from high guidance in the texture stage"),
-        _num("texSlatSamplingSteps", 36, 1, 100, "Texture Steps",
-             "Denoising steps for texture generation", int),
-        _num("texSlatRescaleT", 3.0, 0.0, 10.0, "Texture Noise Sharpness",
-             "Noise schedule sharpness for texture generation"),
-        _num("meshScale", 1.0, 0.01, 100.0, "Mesh Scale", "Scale applied to the inferred mesh"),
-        _num("maxNumTokens", 49152, 1024, 262144, "Max Tokens",
-             "High-resolution tokens for the shape sampler (finer geometry)", int),
-        _num("decimationTarget", 200000, 1000, 2000000, "Target Vertices",
-             "Vertex count of the final mesh", int),
-        _num("generationResolution", 1536, 256, 4096, "Geometry Resolution",
-             "Internal geometry resolution", int),
-        _num("resolution", 4096, 256, 8192, "Texture Resolution",
-             "Texture resolution of the model", int),
-        OptionSpec("remesh", bool, True, label="Remesh",
-                   description="Rebuild the topology for cleaner triangles"),
-    )
+    options = load_options("pixal3d_options.json")
 
     def build_body(self, inputs, state) -> dict:
         body: dict = {"image": state["image_asset"]}

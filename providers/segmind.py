@@ -15,11 +15,18 @@ import requests
 
 from ..errors import AuthError, JobFailed, ResultError, ServiceError
 from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
-from .files import (MAX_RESULT_BYTES, MODEL_KINDS, check_model_bytes, extract_glb_from_zip,
-                    read_base64, remove_quietly, sniff, sniff_file, write_capped)
+from .files import (MAX_RESULT_BYTES, MODEL_KINDS, capped, check_model_bytes,
+                    extract_glb_from_zip, read_base64, remove_quietly, sniff, sniff_file,
+                    write_capped)
 from .messages import describe_status, failure_reason, json_body, reason_from_response
 
 MODEL_PATH = "/v2/sam-3d-objects"
+#: what Segmind's statuses mean (messages.describe_status); 406 is also a wrong content type
+ANSWERS = {401: ("auth", "the API key is invalid", "{key_hint}"),
+           406: ("credits", "your account does not have enough credits",
+                 "Top up at segmind.com, then try again.")}
+#: the result answer read into memory when it is JSON (an inline base64 model at most)
+MAX_BODY_BYTES = MAX_RESULT_BYTES // 2
 
 
 class SegmindSam3D(Provider):
@@ -29,7 +36,8 @@ class SegmindSam3D(Provider):
     model = "sam-3d-objects"
     default_url = "https://api.segmind.com"
     url_env = "RECON3D_SEGMIND_URL"
-    keys = (KeySpec("segmind_api_key", "SEGMIND_API_KEY", "Segmind API key"),)
+    keys = (KeySpec("segmind_api_key", "SEGMIND_API_KEY", "Segmind API key",
+                    "From segmind.com › API Keys"),)
     capabilities = Capabilities(prompt=True, mask=True, points=True, boxes=True, max_boxes=1,
                                 seed=True, seed_range=(0, 1_000_000))
     options = (OptionSpec("include_artifacts", bool, False, label="Include Artifacts",
@@ -97,7 +105,7 @@ class SegmindSam3D(Provider):
                 # The result endpoint answered with the model itself.
                 write_capped(raw, _chained(first, chunks), service=self.service)
                 return [self._finish_file(raw, dest)]
-            body_text = first + b"".join(chunks)
+            body_text = b"".join(capped(_chained(first, chunks), MAX_BODY_BYTES, self.service))
         finally:
             resp.close()
         try:
@@ -153,17 +161,10 @@ class SegmindSam3D(Provider):
         if status in (401, 403) and resp.request is not None and \
                 not resp.request.headers.get("x-api-key"):
             return AuthError(f"No Segmind API key is set. {self.key_hint()}")
-        if status == 401:
-            return AuthError(f"Segmind says the API key is invalid"
-                             f"{': ' + reason if reason else ''}. {self.key_hint()}")
-        if status == 406:
-            low = (reason or "").lower()
-            if "content" in low and "type" in low:
-                return ServiceError(f"Segmind refused the request format ({reason}). This is a "
-                                    f"Recon3D bug; please report it.", code="rejected")
-            return ServiceError(f"Segmind says your account does not have enough credits"
-                                f"{': ' + reason if reason else ''}. Top up at segmind.com, "
-                                f"then try again.", code="credits")
+        low = (reason or "").lower()
+        if status == 406 and "content" in low and "type" in low:
+            return ServiceError(f"Segmind refused the request format ({reason}). This is a "
+                                f"Recon3D bug; please report it.", code="rejected")
         if status == 405:
             return ServiceError("Segmind does not accept this request (HTTP 405). The endpoint "
                                 "may be wrong: check the Segmind URL in Preferences › Add-ons › "
@@ -171,7 +172,8 @@ class SegmindSam3D(Provider):
         if status == 404 and "/v2/requests/" in (resp.url or ""):
             return ServiceError("Segmind no longer knows this job: its results expire one hour "
                                 "after submission. Generate again.", code="expired")
-        return describe_status(self.service, status, reason, key_hint=self.key_hint())
+        return describe_status(self.service, status, reason, key_hint=self.key_hint(),
+                               answers=ANSWERS)
 
     @staticmethod
     def _note_credits(resp, state) -> None:

@@ -338,3 +338,28 @@ def test_failed_download_can_be_retried_without_a_new_submit(api, emulator, fixt
     assert failed.wait(30).state == "failed"
     with pytest.raises(api.Recon3DError, match="generate again"):
         api.retry(failed)                             # the service said no: nothing to fetch
+
+
+def test_cdn_outage_longer_than_the_retries_leaves_a_retryable_job(api, recon3d, emulator,
+                                                                    fixtures):
+    """A CDN 5xx while downloading a paid result is not "generate again": the job fails with a
+    code the error table marks refetchable, its message says the result is safe, and
+    api.retry fetches it once the CDN is back — one submit in all."""
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    outage = emulator.fault(lambda req: req.server == "cdn", Reply(503, "down"), times=999)
+    engine = recon3d.addon.runtime.running_engine()
+    engine.download_give_up = 1.0             # the engine's own patience (minutes) cut short
+    try:
+        job = api.submit(fixtures.path("photo.png"), "segmind_sam3d")
+        assert job.wait(120).state == "failed", job.state
+    finally:
+        engine.download_give_up = 5 * 60.0
+    assert recon3d.errors.CODES[job.error_code].refetch, job.error_code
+    assert "safe" in job.error and "Retry Download" in job.error, job.error
+    assert not any(name.endswith(".part") for name in os.listdir(os.path.dirname(
+        job.inputs["image_path"])))
+    outage.times = 0                                   # the CDN is back
+    api.retry(job)
+    assert job.wait(60).state == "ready", job.error
+    assert len(api.import_job(job)) == 1
+    assert len(emulator.segmind.submits) == 1

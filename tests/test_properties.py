@@ -50,3 +50,25 @@ def test_poll_interval_is_bounded_and_grows_with_age(recon3d, age, seed, progres
     later = polling.next_poll_interval(age + 10, None, rng=random.Random(seed))
     now = polling.next_poll_interval(age, None, rng=random.Random(seed))
     assert later >= now - 1e-9                                # same jitter: never shrinks
+
+
+@settings(max_examples=3000, deadline=None)
+@given(width=st.integers(1, 20000), height=st.integers(1, 20000),
+       max_side=st.sampled_from([512, 1024, 1536, 2048, 4096]),
+       inset=st.tuples(*[st.floats(0, 0.49) for _ in range(4)]))
+def test_boxes_and_points_inside_the_photo_stay_inside_after_downscaling(
+        recon3d, width, height, max_side, inset):
+    """The one bounds rule holds before and after input preparation's rescaling: a box that
+    reaches the photo's edges, and points on its last pixels, are never refused because
+    rounding pushed them past the edge of the downscaled copy."""
+    rules = importlib.import_module(f"{PKG}.providers.declaration")
+    a, b, c, d = inset
+    boxes = [(0.0, 0.0, float(width), float(height)),
+             (a * width, b * height, width - c * width, height - d * height)]
+    boxes = [box for box in boxes if box[0] < box[2] and box[1] < box[3]]
+    points = [(0.0, 0.0), (width - 1.0, height - 1.0), (width - 1e-6, height - 1e-6)]
+    rules.check_prompts_inside(points, boxes, (width, height))          # inside the original
+    size = rules.fit_within(width, height, max_side)
+    scaled_points, scaled_boxes = rules.scale_prompts(points, boxes, (width, height), size)
+    rules.check_prompts_inside(scaled_points, scaled_boxes, size)       # and inside the copy
+    assert scaled_boxes[0] == (0.0, 0.0, float(size[0]), float(size[1]))

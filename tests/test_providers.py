@@ -247,7 +247,8 @@ def test_input_a_provider_cannot_take_is_refused_before_any_request(
 def test_declarations_drive_the_ui(recon3d):
     providers = importlib.import_module(f"{PKG}.providers")
     assert set(providers.REGISTRY) == {"scenario_sam3d", "scenario_pixal3d", "segmind_sam3d",
-                                       "runware_sam3d"}
+                                       "runware_sam3d", "fal_sam3d", "fal_pixal3d",
+                                       "fal_trellis2", "fal_hunyuan3d"}
     form = bpy.context.scene.recon3d
     listed = [item[0] for item in recon3d.addon.form._provider_items(form, bpy.context)]
     assert sorted(listed) == sorted(providers.REGISTRY)

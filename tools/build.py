@@ -25,6 +25,7 @@ import zipfile
 from pathlib import Path
 from typing import Iterable
 
+sys.dont_write_bytecode = True     # nothing a tool runs may land in the source tree
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blenders  # noqa: E402
 
@@ -35,8 +36,9 @@ EXTENSION_FILES = {"blender_manifest.toml", "LICENSE", "README.md"}
 
 def strays(names: Iterable[str]) -> list[str]:
     """Those of `names` (files, '/'-separated paths relative to the extension's root) that are
-    not part of the extension: anything but EXTENSION_FILES and the .py modules of the root
-    package and of its sub-packages (folders with an __init__.py, all the way up)."""
+    not part of the extension: anything but EXTENSION_FILES and the .py modules (and .json
+    data) of the root package and of its sub-packages (folders with an __init__.py, all the
+    way up)."""
     names = {n for n in names if not n.endswith("/")}
 
     def in_package(path: str) -> bool:
@@ -44,8 +46,8 @@ def strays(names: Iterable[str]) -> list[str]:
         return all("/".join(folders[:depth] + ["__init__.py"]) in names
                    for depth in range(len(folders) + 1))
 
-    return sorted(n for n in names
-                  if n not in EXTENSION_FILES and not (n.endswith(".py") and in_package(n)))
+    return sorted(n for n in names if n not in EXTENSION_FILES
+                  and not (n.endswith((".py", ".json")) and in_package(n)))
 
 
 def source_files(source: Path) -> list[str]:

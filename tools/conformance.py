@@ -70,7 +70,12 @@ def run(runner, pytest_args: list[str] = ()) -> tuple[int, dict]:
     """Run the suite with `runner(cmd, env) -> (exit code, counts)` (run_tests.py's, which
     echoes the output and reads pytest's closing line). A -k that selects none of the suite's
     tests is not a failure: nothing ran, and the counts say so."""
-    cmd = command(ensure_venv(), list(pytest_args))
+    paths = [a for a in pytest_args if not a.startswith("-") and a.endswith(".py")]
+    if paths and not any("conformance" in p for p in paths):
+        print(f"\n[tests] {LABEL}: not run (the selection names only Blender test files)",
+              flush=True)
+        return 0, {}
+    cmd = command(ensure_venv(), selection(list(pytest_args)))
     print(f"\n[tests] {LABEL}: {' '.join(cmd[1:])}", flush=True)
     code, counts = runner(cmd, environment())
     if code == NO_TESTS_SELECTED and not any(counts.values()):

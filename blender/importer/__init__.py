@@ -37,6 +37,7 @@ from .gltf import gltf_import
 from .materials import colour_meshes
 from .placement import LAYOUTS, PLACEMENTS, placement_matrix, side_by_side
 from .rollback import drop_empty_new_collections, rollback, snapshot
+from .splat import import_splat, is_splat
 
 
 def import_job(job: Job, *, placement: str = "cursor", target_size: float | None = None,
@@ -56,9 +57,22 @@ def import_job(job: Job, *, placement: str = "cursor", target_size: float | None
                            target_size=target_size, collection=collection,
                            layout="side_by_side" if variations else "together",
                            photo=(job.inputs or {}).get("image_path"),
-                           match_camera=match_camera)
+                           match_camera=match_camera, splats=_splats_asked_for(job))
     runtime.engine().mark_imported(job, [o.name for o in objects])
     return objects
+
+
+def _splats_asked_for(job: Job) -> list[str]:
+    """The job's Gaussian splat, when its options ask for it as a point cloud
+    (`import_splat`) and the provider kept one beside the GLB (service_data["extra_files"])."""
+    if not ((job.inputs or {}).get("options") or {}).get("import_splat"):
+        return []
+    splat = (job.service_data.get("extra_files") or {}).get("splat")
+    if not splat or not os.path.isfile(splat):
+        raise Recon3DError("This job has no Gaussian splat to import as points (the service "
+                           "returned none, or its file is gone). Import it without the splat "
+                           "option.", code="result")
+    return [splat]
 
 
 def raise_if_unsuccessful(job: Job) -> None:
@@ -71,12 +85,14 @@ def raise_if_unsuccessful(job: Job) -> None:
 def import_files(files, *, name: str, placement: str = "cursor",
                  target_size: float | None = None, collection=None, layout: str = "together",
                  photo: str | None = None, match_camera: bool = False,
-                 context=None) -> list[bpy.types.Object]:
+                 context=None, splats=()) -> list[bpy.types.Object]:
     """Import result GLBs; return the new objects. All or nothing.
 
     layout "together": every file is part of one scene (several objects of one photo): they
     keep their relative layout and are placed as one group. "side_by_side": every file is a
-    variation of the same object: each is placed on its own, left to right along X."""
+    variation of the same object: each is placed on its own, left to right along X.
+    splats: Gaussian splat files imported as point clouds with the (first) group, moved with
+    it but left out of its bounds (splat.py)."""
     context = context or bpy.context
     scene = context.scene
     if placement not in PLACEMENTS:
@@ -100,6 +116,9 @@ def import_files(files, *, name: str, placement: str = "cursor",
             groups.append([o for o in bpy.data.objects if o not in seen])
         if layout == "together":
             groups = [[o for group in groups for o in group]]
+        for index, path in enumerate(splats):
+            suffix = f" {index}" if index else ""
+            groups[0].append(import_splat(path, f"{name} Splat{suffix}"))
         new_objects = [o for group in groups for o in group]
         if not any(o.type == "MESH" for o in new_objects):
             raise ResultError("The result holds no mesh: the service found nothing to model. "
@@ -146,7 +165,7 @@ def place_and_bake(groups, *, placement: str, target: Vector,
     for group in groups:
         members = [o for o in group if o in kept_set]
         if any(o.type == "MESH" for o in members):
-            low, high = combined_bounds(members, worlds)
+            low, high = combined_bounds([o for o in members if not is_splat(o)], worlds)
             placed.append((members, low, high))
     offsets = side_by_side(placed, target_size) if len(placed) > 1 else [Vector()] * len(placed)
     for (members, low, high), offset in zip(placed, offsets):

@@ -37,7 +37,7 @@ def bake(objects, worlds, placement: Matrix, keep_parent) -> None:
         datas = [mesh] + [mesh.copy() for _ in groups[1:]]
         for data, (residual, members) in zip(datas, groups):
             if not _is_identity(residual):
-                data.transform(residual)
+                data.transform(residual, shape_keys=True)   # the keys move with the mesh
                 data.update()
             for obj in members:
                 obj.data = data

@@ -3,7 +3,6 @@
 (bpy, numpy)."""
 from __future__ import annotations
 
-import bpy  # noqa: F401  (mathutils needs Blender loaded)
 import numpy as np
 from mathutils import Matrix, Vector
 

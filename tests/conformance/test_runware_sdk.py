@@ -24,11 +24,16 @@ def task(**extra) -> dict:
             "outputFormat": "GLB", "outputType": "URL", "includeCost": True, **extra}
 
 
+#: the SDK's own bounds (ms), far below its 20-minute defaults: a protocol mismatch that makes
+#: it poll forever fails the test instead of hanging the suite
+BOUNDS = {"poll_timeout": 20_000, "timeout": 10_000, "retry_delay": 10}
+
+
 def drive(emu, work, **config):
     """Run `await work(client)` with a REST client pointed at the emulator."""
     async def main():
         async with Runware(api_key=TEST_KEYS["runware"], transport="rest",
-                           http_base_url=emu.runware_url, retry_delay=10, **config) as client:
+                           http_base_url=emu.runware_url, **BOUNDS, **config) as client:
             return await work(client)
     return asyncio.run(main())
 
@@ -165,7 +170,7 @@ def test_body_outside_the_vendor_schema_is_refused(emu):
 def test_wrong_key_is_refused(emu):
     async def main():
         async with Runware(api_key="wrong", transport="rest",
-                           http_base_url=emu.runware_url) as client:
+                           http_base_url=emu.runware_url, **BOUNDS) as client:
             return await client.run(task())
     with pytest.raises(RunwareError) as caught:
         asyncio.run(main())

@@ -63,12 +63,17 @@ def test_failed_body_under_any_status(client, emu, status):
     """A FAILED body is a failure with its reason whatever its HTTP status."""
     emu.segmind.fail_reason = "No object matching the prompt was found"
     emu.segmind.fail_status = status
+    answers = []          # (path, HTTP status) of each answer the SDK's httpx client got
+    client._client.event_hooks["response"].append(
+        lambda response: answers.append((response.url.path, response.status_code)))
     job = submit(client)
     with pytest.raises(InferenceFailed) as caught:
         job.wait(timeout=10, interval=0.05)
     assert caught.value.detail == "No object matching the prompt was found"
     assert caught.value.status_body["status"] == "FAILED"
+    assert answers[-1] == (f"/segmind/v2/requests/{job.request_id}/status", status)
     assert job.result() == dict(caught.value.status_body)    # the result URL serves it too
+    assert answers[-1] == (f"/segmind/v2/requests/{job.request_id}", status)
     assert len(emu.segmind.submits) == 1
 
 

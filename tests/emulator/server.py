@@ -39,6 +39,8 @@ class Reply:
     #: send only this many bytes of the body, then drop the connection (Content-Length stays)
     cut_after: int | None = None
     delay: float = 0.0
+    #: send the body in 64 KiB pieces with this pause between them (a slow download)
+    chunk_delay: float = 0.0
 
     def encoded(self) -> tuple[bytes, str]:
         if isinstance(self.body, FileBody):
@@ -148,6 +150,11 @@ class Server:
                         data.write_to(self.wfile, reply.cut_after)
                     elif reply.cut_after is not None:
                         self.wfile.write(data[:reply.cut_after])
+                    elif reply.chunk_delay:
+                        for start in range(0, len(data), 1 << 16):
+                            self.wfile.write(data[start:start + (1 << 16)])
+                            self.wfile.flush()
+                            time.sleep(reply.chunk_delay)
                     else:
                         self.wfile.write(data)
                     self.wfile.flush()
