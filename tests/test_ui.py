@@ -820,3 +820,20 @@ def test_jobs_from_the_journal_are_listed_without_an_event(ui):
     main_thread.drain()
     listed = [item.job_id for item in wm.recon3d_jobs.items]
     assert listed[:len(jobs)] == [job.id for job in reversed(jobs)]
+
+
+def test_a_job_running_in_another_blender_offers_no_actions(ui):
+    """A job another Blender (sharing the data folder) runs: where it runs, and no buttons."""
+    ownership = importlib.import_module(f"{PKG}.jobs.ownership")
+    form_module = importlib.import_module(f"{PKG}.addon.form")
+    job = make_jobs(ui.jobs, "segmind_sam3d", ui.photo_file)[2]          # running, 40 %
+    job.owner = ownership.OwnerInfo(pid=4711, host=ownership._HOST,
+                                    label="Blender 4.2 (GUI)", since=T0, claimed_at=T0,
+                                    token="other")
+    with ui.engine._lock:
+        ui.engine._jobs.clear()
+        ui.engine._jobs[job.id] = job
+    form_module.sync_job_list(bpy.context.window_manager, [job])
+    text = draw_panel(ui.panels.RECON3D_PT_jobs)
+    compare("jobs__in_another_blender", text)
+    assert "Blender 4.2 (GUI), process 4711" in text and "operator" not in text
