@@ -23,15 +23,15 @@ def register():
     for cls in _classes:
         bpy.utils.register_class(cls)
     form.register()
+    panels.register()
     install_log_filter(__package__)       # no key reaches a log record (errors.scrub)
     if hasattr(bpy.utils, "register_cli_command"):
         _cli_handle = bpy.utils.register_cli_command("recon3d", cli.main)
     # Resume the journal's unfinished jobs now, on worker threads: no timer needed for that,
     # so api.jobs() and Job.wait() see them even in a headless process.
     runtime.start()
-    eng = runtime.running_engine()
-    if eng is not None and eng.has_active_jobs():
-        main_thread.ensure_timer()
+    # One tick at least: it lists the journal's jobs in the sidebar, then stops when idle.
+    main_thread.ensure_timer()
 
 
 def unregister():
@@ -42,5 +42,7 @@ def unregister():
         bpy.utils.unregister_cli_command(_cli_handle)
         _cli_handle = None
     form.unregister()
+    panels.unregister()
+    operators.unregister()
     for cls in reversed(_classes):
         bpy.utils.unregister_class(cls)

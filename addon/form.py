@@ -8,8 +8,8 @@ and the request all follow the same declaration.
 from __future__ import annotations
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, IntProperty, PointerProperty,
-                       StringProperty)
+from bpy.props import (BoolProperty, CollectionProperty, EnumProperty, FloatProperty, IntProperty,
+                       PointerProperty, StringProperty)
 
 from ..errors import InputError
 from ..providers import REGISTRY
@@ -45,9 +45,74 @@ RECON3D_Options = type("RECON3D_Options", (bpy.types.PropertyGroup,), {
 })
 
 
+EXTRA_KINDS = (("STRING", "Text", "The value is sent as text"),
+               ("INT", "Whole Number", "The value is sent as a whole number"),
+               ("FLOAT", "Number", "The value is sent as a number"),
+               ("BOOL", "On/Off", "The value is sent as true or false"))
+
+
+class RECON3D_ExtraOption(bpy.types.PropertyGroup):
+    """A parameter the model's page documents that the panel does not list, by its name."""
+    name: StringProperty(name="Name", description="The parameter's name, exactly as the "
+                                                  "service's documentation writes it")
+    kind: EnumProperty(name="Type", items=EXTRA_KINDS, default="STRING")
+    text_value: StringProperty(name="Value")
+    int_value: IntProperty(name="Value")
+    float_value: FloatProperty(name="Value")
+    bool_value: BoolProperty(name="Value")
+
+    @property
+    def value_attr(self) -> str:
+        return {"STRING": "text_value", "INT": "int_value", "FLOAT": "float_value",
+                "BOOL": "bool_value"}[self.kind]
+
+    @property
+    def value(self):
+        return getattr(self, self.value_attr)
+
+
+class RECON3D_JobItem(bpy.types.PropertyGroup):
+    """One row of the Jobs list (the job itself lives in the engine; this names it)."""
+    job_id: StringProperty()
+
+
+JOB_FILTERS = (("ALL", "All", "Every job"),
+               ("ACTIVE", "Active", "Jobs still queued, running or downloading"),
+               ("FINISHED", "Finished", "Jobs that are ready, imported, failed or canceled"))
+
+
+class RECON3D_JobList(bpy.types.PropertyGroup):
+    """The Jobs panel's list, newest first, kept in step with the engine on the main thread
+    (`sync_job_list`); a panel may not write properties while it draws."""
+    items: CollectionProperty(type=RECON3D_JobItem)
+    active: IntProperty(name="Selected Job", default=0)
+    show: EnumProperty(name="Show", items=JOB_FILTERS, default="ALL")
+
+
+def sync_job_list(window_manager, jobs) -> None:
+    """Make the list name `jobs` newest first, keeping the selected job selected."""
+    listing = getattr(window_manager, "recon3d_jobs", None)
+    if listing is None:
+        return
+    wanted = [job.id for job in sorted(jobs, key=lambda j: j.created_at, reverse=True)]
+    current = [item.job_id for item in listing.items]
+    if current == wanted:
+        return
+    selected = current[listing.active] if 0 <= listing.active < len(current) else None
+    listing.items.clear()
+    for job_id in wanted:
+        listing.items.add().job_id = job_id
+    listing.active = wanted.index(selected) if selected in wanted else 0
+
+
 class RECON3D_Form(bpy.types.PropertyGroup):
-    image_path: StringProperty(name="Image", subtype="FILE_PATH",
-                               description="The photo to turn into a 3D model")
+    image: PointerProperty(name="Photo", type=bpy.types.Image,
+                           description="The photo to turn into a 3D model: any Blender image "
+                                       "(a file, a packed or generated image, the Render "
+                                       "Result or the Viewer Node)")
+    image_path: StringProperty(name="Image File", subtype="FILE_PATH",
+                               description="The photo to turn into a 3D model, as a file "
+                                           "(used when no Blender image is chosen)")
     provider: EnumProperty(name="Model", items=_provider_items,
                            description="Hosted model that makes the 3D object")
     prompt: StringProperty(name="Prompt", description="Which object of the photo to model, "
@@ -77,9 +142,22 @@ class RECON3D_Form(bpy.types.PropertyGroup):
                                            "the photo as its background (pairs with 'As "
                                            "Returned' placement)")
     options: PointerProperty(type=RECON3D_Options)
+    extra_options: CollectionProperty(type=RECON3D_ExtraOption)
 
     def provider_class(self):
         return REGISTRY[self.provider]
+
+    def photo(self):
+        """The chosen photo: the Blender image if one is picked, else the file path, else
+        None."""
+        if self.image is not None:
+            return self.image
+        return self.image_path or None
+
+    def extra_chosen(self) -> dict:
+        """Extra parameters by name; unnamed rows are left out."""
+        return {item.name.strip(): item.value for item in self.extra_options
+                if item.name.strip()}
 
     def chosen_options(self) -> dict:
         """The provider's options the artist changed from their defaults."""
@@ -90,6 +168,7 @@ class RECON3D_Form(bpy.types.PropertyGroup):
                 value = round(float(value), 6)
             if value != spec.default:
                 out[spec.name] = value
+        out.update(self.extra_chosen())
         return out
 
     def parsed_points(self) -> list[tuple[float, float]]:
@@ -116,12 +195,15 @@ def _parse_groups(text: str, size: int, what: str, shape: str) -> list[list[floa
     return groups
 
 
-classes = (RECON3D_Options, RECON3D_Form)
+classes = (RECON3D_Options, RECON3D_ExtraOption, RECON3D_JobItem, RECON3D_JobList,
+           RECON3D_Form)
 
 
 def register():
     bpy.types.Scene.recon3d = PointerProperty(type=RECON3D_Form)
+    bpy.types.WindowManager.recon3d_jobs = PointerProperty(type=RECON3D_JobList)
 
 
 def unregister():
+    del bpy.types.WindowManager.recon3d_jobs
     del bpy.types.Scene.recon3d

@@ -27,17 +27,13 @@ class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
                                            "the rest wait in order", update=_changed)
 
     def draw(self, context):
-        layout = self.layout
-        for service, cls in services().items():
-            box = layout.box()
-            box.label(text=service)
-            for key in cls.keys:
-                box.prop(self, key.pref)
-            box.prop(self, cls.url_pref())
-        layout.prop(self, "max_in_flight")
-        if not bpy.app.online_access:
-            layout.label(text="Online access is off: Recon3D can only reach services on this "
-                              "machine. Turn it on in System › Network.", icon="ERROR")
+        if draw_preferences is not None:
+            draw_preferences(self, self.layout, context)
+
+
+#: draws the preferences (keys and where they come from, connection tests, the data folder);
+#: set by panels.register(), which reads the running engine, so this module stays free of it
+draw_preferences = None
 
 
 def services() -> dict:

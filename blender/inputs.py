@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 from dataclasses import dataclass, field
 
 import bpy
@@ -53,6 +54,13 @@ class _TempImages:
 
     def __init__(self):
         self.images: list[bpy.types.Image] = []
+        self.folder: str | None = None
+
+    def file(self, name: str) -> str:
+        """A path in a folder removed on exit."""
+        if self.folder is None:
+            self.folder = tempfile.mkdtemp(prefix="recon3d-input-")
+        return os.path.join(self.folder, name)
 
     def load(self, path: str, what: str) -> bpy.types.Image:
         try:
@@ -77,6 +85,9 @@ class _TempImages:
             except ReferenceError:
                 pass
         self.images.clear()
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
+            self.folder = None
 
 
 @dataclass
@@ -93,6 +104,15 @@ def _load(source, what: str, temp: _TempImages) -> tuple[bpy.types.Image, str | 
         path = _check_file(os.fspath(source), what)
         return temp.load(path, what), path, None
     if isinstance(source, bpy.types.Image):
+        if source.type in {"RENDER_RESULT", "COMPOSITING"}:
+            # The Render Result and the Viewer Node hold no pixels Python can read: save them.
+            path = temp.file("render.png")
+            try:
+                source.save_render(path, scene=bpy.context.scene)
+            except RuntimeError:
+                raise InputError(f"'{source.name}' is empty: render (or run the compositor) "
+                                 f"first, or pick another image.") from None
+            return temp.load(path, what), path, None
         if source.packed_file is not None:
             return source, None, bytes(source.packed_file.data)
         if source.source == "FILE" and source.filepath:

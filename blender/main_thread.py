@@ -14,11 +14,19 @@ import time
 
 import bpy
 
-from ..addon import runtime
+from ..addon import form, runtime
 from ..errors import Recon3DError
 from . import importer
 
 TICK_SECONDS = 0.25
+#: the sidebar redraws at most this often, however fast progress changes
+REDRAW_SECONDS = 0.25
+#: what the artist hears when a job ends, even with the sidebar closed
+ANNOUNCE = {"ready": ("INFO", "Recon3D: “{label}” is ready to import."),
+            "imported": ("INFO", "Recon3D: “{label}” was imported."),
+            "failed": ("ERROR", "Recon3D: “{label}” failed: {error}")}
+_announced: set[tuple[str, str]] = set()
+_last_redraw = [0.0, False]        # time of the last redraw, a redraw is owed
 
 
 def drain(max_seconds: float = 0.01) -> int:
@@ -45,9 +53,35 @@ def drain(max_seconds: float = 0.01) -> int:
         if job.state == "ready" and job.auto_import and eng.ran_here(job) and \
                 job.error_code != "import":
             _auto_import(job)
-    if handled:
-        _redraw()
+        _announce(job)
+    wm = getattr(bpy.context, "window_manager", None)
+    listing = getattr(wm, "recon3d_jobs", None)
+    if handled or (listing is not None and len(listing.items) != len(eng.jobs())):
+        # (also the first time: jobs resumed from the journal are listed without an event)
+        form.sync_job_list(wm, eng.jobs())
+        _last_redraw[1] = True
+    if _last_redraw[1] and time.monotonic() - _last_redraw[0] >= REDRAW_SECONDS:
+        _flush_redraw()
     return handled
+
+
+def _flush_redraw() -> None:
+    _last_redraw[:] = [time.monotonic(), False]
+    _redraw()
+
+
+def _announce(job) -> None:
+    """One status-bar / Info report per job that finished or failed."""
+    if job.state not in ANNOUNCE or (job.id, job.state) in _announced:
+        return
+    _announced.add((job.id, job.state))
+    level, text = ANNOUNCE[job.state]
+    message = text.format(label=job.label or job.id, error=job.error or "no reason given")
+    with _ui_context():
+        try:
+            bpy.ops.recon3d.notify(message=message, level=level)
+        except (RuntimeError, AttributeError):
+            pass      # the operators are gone (extension being disabled)
 
 
 def _auto_import(job) -> None:
@@ -96,6 +130,8 @@ def _redraw() -> None:
 
 def _tick():
     drain()
+    if _last_redraw[1]:
+        _flush_redraw()         # the timer itself runs only a few times a second
     eng = runtime.running_engine()
     if eng is None:
         return None

@@ -1,0 +1,115 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""What the sidebar needs to know before Generate: where each key comes from, what a model
+takes, and — in plain words — why Generate cannot run yet. Read by the submit operator's
+poll (its tooltip, via `poll_message_set`) and by the panel; one definition of each rule."""
+from __future__ import annotations
+
+import os
+
+import bpy
+
+from ..addon import preferences, runtime
+from ..errors import InputError
+from .. import api
+from ..providers import JobInputs, Provider, provider_class
+from ..providers.declaration import as_boxes, as_points
+from ..providers.http import is_loopback
+
+
+def online_access() -> bool:
+    """Blender's Preferences › System › Network › Allow Online Access (tests replace this)."""
+    return bool(bpy.app.online_access)
+
+
+def key_sources(provider_id: str) -> list[tuple[object, str]]:
+    """Each key the model needs, with where it comes from: "preferences", "environment" or
+    "missing" (preferences win, as `runtime.credentials` reads them)."""
+    prefs = preferences.get()
+    out = []
+    for key in provider_class(provider_id).keys:
+        if prefs is not None and getattr(prefs, key.pref, "").strip():
+            out.append((key, "preferences"))
+        elif os.environ.get(key.env, "").strip():
+            out.append((key, "environment"))
+        else:
+            out.append((key, "missing"))
+    return out
+
+
+def takes(provider_id: str) -> str:
+    """What the model takes besides the photo, e.g. "photo, prompt, mask, points, 1 box"."""
+    caps = provider_class(provider_id).capabilities
+    parts = ["photo"]
+    if caps.prompt:
+        parts.append("prompt")
+    if caps.mask:
+        parts.append("mask (required: made from alpha if none)" if caps.mask_required
+                     else "mask" if caps.max_masks <= 1 else f"up to {caps.max_masks} masks")
+    if caps.points:
+        parts.append("points")
+    if caps.boxes:
+        parts.append("1 box" if caps.max_boxes == 1 else "boxes")
+    return ", ".join(parts)
+
+
+def job_arguments(form) -> dict:
+    """What the form asks the model for, as api.submit and api.estimate take it: only the
+    inputs the model takes (the others stay in the form, not sent)."""
+    caps = form.provider_class().capabilities
+    return dict(prompt=(form.prompt or None) if caps.prompt else None,
+                mask=(form.mask_path or None) if caps.mask else None,
+                points=form.parsed_points() if caps.points else None,
+                boxes=form.parsed_boxes() if caps.boxes else None,
+                seed=form.seed if form.use_seed else None,
+                options=form.chosen_options())
+
+
+def ignored_inputs(form) -> list[str]:
+    """Inputs filled in for another model that this one does not take (not sent)."""
+    caps = form.provider_class().capabilities
+    given = {"the prompt": bool(form.prompt.strip()) and not caps.prompt,
+             "the mask": bool(form.mask_path) and not caps.mask,
+             "the points": bool(form.points.strip()) and not caps.points,
+             "the boxes": bool(form.boxes.strip()) and not caps.boxes}
+    return [name for name, ignored in given.items() if ignored]
+
+
+def submit_blocker(context) -> str | None:
+    """Why Generate cannot run now, in words, or None when it can."""
+    form = getattr(context.scene, "recon3d", None)
+    if form is None:
+        return "Recon3D is not enabled in this scene."
+    cls = form.provider_class()
+    if form.photo() is None:
+        return "Choose a photo first (an image, the Render Result or an image file)."
+    missing = [key for key, source in key_sources(cls.id) if source == "missing"]
+    if missing:
+        return (f"No {' and '.join(k.label for k in missing)} is set: add it in "
+                f"Preferences › Add-ons › Recon3D.")
+    settings = runtime.resolve_settings(cls.id)
+    malformed = cls.malformed_keys(settings.credentials)
+    if malformed:
+        return (f"The {' and '.join(k.label for k in malformed)} has a space or an invisible "
+                f"character inside: copy it again from your {cls.service} account.")
+    base_url = settings.base_url
+    if not online_access() and not is_loopback(base_url):
+        return (f"Online access is off, so nothing can be sent to {cls.service}: turn on "
+                f"Preferences › System › Network › Allow Online Access.")
+    try:       # the model's own rules, as api.submit applies them before anything is sent
+        args = job_arguments(form)
+        cls.validate(JobInputs(image_path="", image_size=(1 << 30, 1 << 30),
+                               prompt=args["prompt"], mask_paths=[args["mask"]] if args["mask"]
+                               else [], points=as_points(args["points"]),
+                               boxes=as_boxes(args["boxes"]), seed=args["seed"],
+                               options=args["options"]))
+    except InputError as exc:
+        return str(exc)
+    return None
+
+
+def can_price(provider_id: str) -> bool:
+    """The service can say what a job costs before it runs (its provider overrides
+    `estimate`, and the API offers it)."""
+    base = getattr(Provider, "estimate", None)
+    own = getattr(provider_class(provider_id), "estimate", None)
+    return getattr(api, "estimate", None) is not None and own is not None and own is not base
