@@ -3,39 +3,19 @@
 job list; and the Image Editor panel for picking points and boxes."""
 from __future__ import annotations
 
-import os
-import time
-
 import bpy
 
 from .. import api, operators
 from ..addon import EXTENSION_PACKAGE, preferences, runtime
 from ..addon.form import option_attr
-from ..jobs import ACTIVE, FINISHED
-from ..operators import checks, connection, imported_objects
-from ..providers import REGISTRY
-
-STATE_ICONS = {"queued": "SORTTIME", "submitting": "EXPORT", "running": "PLAY",
-               "downloading": "IMPORT", "ready": "CHECKMARK", "imported": "CHECKMARK",
-               "failed": "ERROR", "canceled": "CANCEL"}
-STATE_WORDS = {"queued": "Waiting", "submitting": "Sending", "running": "Generating",
-               "downloading": "Downloading", "ready": "Ready to import",
-               "imported": "Imported", "failed": "Failed", "canceled": "Canceled"}
-KEY_SOURCE_WORDS = {"preferences": ("set", "CHECKMARK"),
-                    "environment": ("from environment", "CHECKMARK"),
-                    "missing": ("missing", "ERROR")}
-
-#: the clock elapsed times are measured with (tests replace it)
-now = time.time
+from ..operators import checks
+from .common import KEY_SOURCE_WORDS, Sidebar, draw_wrapped
+from .jobs import RECON3D_PT_jobs, RECON3D_UL_jobs, release_previews
+from .preferences_page import draw_preferences
 
 
-class _Sidebar:
-    bl_space_type = "VIEW_3D"
-    bl_region_type = "UI"
-    bl_category = "Recon3D"
 
-
-class RECON3D_PT_generate(_Sidebar, bpy.types.Panel):
+class RECON3D_PT_generate(Sidebar, bpy.types.Panel):
     bl_idname = "RECON3D_PT_generate"
     bl_label = "Recon3D"
 
@@ -149,7 +129,7 @@ def cost_hint(provider_id: str) -> str:
     return ""
 
 
-class RECON3D_PT_advanced(_Sidebar, bpy.types.Panel):
+class RECON3D_PT_advanced(Sidebar, bpy.types.Panel):
     bl_idname = "RECON3D_PT_advanced"
     bl_label = "Advanced"
     bl_parent_id = "RECON3D_PT_generate"
@@ -174,204 +154,13 @@ class RECON3D_PT_advanced(_Sidebar, bpy.types.Panel):
         layout.operator("recon3d.extra_option_add", icon="ADD")
 
 
-class RECON3D_UL_jobs(bpy.types.UIList):
-    """Newest first; filtered to active or finished jobs."""
-    bl_idname = "RECON3D_UL_jobs"
-
-    def draw_item(self, context, layout, data, item, icon, active_data, active_propname,
-                  index=0):
-        job = _job(item.job_id)
-        if job is None:
-            layout.label(text="(removed)", icon="GHOST_DISABLED")
-            return
-        row = layout.row(align=True)
-        photo = _photo_icon(job)
-        if photo:
-            row.label(text=job.label or job.id, icon_value=photo)
-        else:
-            row.label(text=job.label or job.id)
-        if job.state in ACTIVE:
-            row.progress(factor=float(job.progress or 0.0), type="RING",
-                         text=_state_text(job))
-        else:
-            row.label(text=_state_text(job), icon=STATE_ICONS.get(job.state, "DOT"))
-
-    def filter_items(self, context, data, propname):
-        items = getattr(data, propname)
-        wanted = {"ACTIVE": ACTIVE, "FINISHED": FINISHED}.get(data.show)
-        flags = []
-        for item in items:
-            job = _job(item.job_id)
-            shown = wanted is None or (job is not None and job.state in wanted)
-            flags.append(self.bitflag_filter_item if shown else 0)
-        return flags, []
-
-
-def _job(job_id):
-    eng = runtime.running_engine()
-    return eng.get(job_id) if eng else None
-
-
-def _state_text(job) -> str:
-    words = STATE_WORDS.get(job.state, job.state)
-    if job.state in ("running", "downloading") and job.progress:
-        return f"{words} {job.progress:.0%}"
-    return words
-
-
-def elapsed(job) -> str:
-    end = job.finished_at if job.state in FINISHED and job.finished_at else now()
-    seconds = max(0, int(end - job.created_at))
-    minutes, seconds = divmod(seconds, 60)
-    hours, minutes = divmod(minutes, 60)
-    return f"{hours}h {minutes:02d}m" if hours else f"{minutes}m {seconds:02d}s"
-
-
-class RECON3D_PT_jobs(_Sidebar, bpy.types.Panel):
-    bl_idname = "RECON3D_PT_jobs"
-    bl_label = "Jobs"
-    bl_parent_id = "RECON3D_PT_generate"
-
-    def draw(self, context):
-        layout = self.layout
-        listing = context.window_manager.recon3d_jobs
-        if not len(listing.items):
-            layout.label(text="No jobs yet: choose a photo and press Generate.")
-            return
-        layout.row().prop(listing, "show", expand=True)
-        layout.template_list("RECON3D_UL_jobs", "", listing, "items", listing, "active",
-                             rows=4)
-        if 0 <= listing.active < len(listing.items):
-            job = _job(listing.items[listing.active].job_id)
-            if job is not None:
-                draw_job(layout.box(), job, context)
-
-
-def draw_job(layout, job, context) -> None:
-    """The selected job: photo, model, state with progress and time, cost, and its actions."""
-    cls = REGISTRY.get(job.provider)
-    row = layout.row()
-    icon = _photo_icon(job)
-    if icon:
-        row.template_icon(icon_value=icon, scale=3.0)
-    col = row.column(align=True)
-    col.label(text=job.label or job.id, icon=STATE_ICONS.get(job.state, "DOT"))
-    col.label(text=cls.label if cls else job.provider)
-    if job.state in ACTIVE:
-        col.progress(factor=float(job.progress or 0.0), type="BAR",
-                     text=f"{_state_text(job)} · {elapsed(job)}")
-    else:
-        col.label(text=f"{_state_text(job)} after {elapsed(job)}")
-    money = [f"cost {job.cost}"] if job.cost is not None else []
-    if job.remaining_credits is not None:
-        money.append(f"{job.remaining_credits} credits left")
-    if money:
-        col.label(text=", ".join(money).capitalize(), icon="FUND")
-    eng = runtime.running_engine()
-    if job.owner is not None and job.state in ACTIVE:
-        # Another Blender sharing the data folder runs it: only that one can act on it.
-        layout.label(text="Running in another Blender", icon="WINDOW")
-        layout.label(text=job.owner.describe())
-        return
-    actions = layout.row(align=True)
-    if job.state in ACTIVE:
-        actions.operator("recon3d.cancel", icon="X").job_id = job.id
-    if job.state in ("ready", "imported") and job.files:
-        actions.operator("recon3d.import_job", icon="IMPORT",
-                         text="Import Again" if job.state == "imported" else "Import"
-                         ).job_id = job.id
-    if job.state == "imported" and imported_objects(job, context):
-        actions.operator("recon3d.select_imported", text="Select", icon="RESTRICT_SELECT_OFF"
-                         ).job_id = job.id
-    if eng is not None and eng.can_retry(job):
-        actions.operator("recon3d.retry", icon="FILE_REFRESH").job_id = job.id
-    tools = layout.row(align=True)
-    tools.operator("recon3d.open_job_folder", text="Folder", icon="FILE_FOLDER").job_id = job.id
-    if job.remote_id:
-        op = tools.operator("recon3d.copy_job_text", text="Copy Service Job ID", icon="COPYDOWN")
-        op.job_id, op.what = job.id, "REMOTE_ID"
-    if job.error:
-        col = layout.column(align=True)
-        draw_wrapped(col, job.error, icon="ERROR")
-        op = col.operator("recon3d.copy_job_text", text="Copy Error", icon="COPYDOWN")
-        op.job_id, op.what = job.id, "ERROR"
-
-
-_previews = None
-
-
-def _photo_icon(job) -> int:
-    """An icon of the job's uploaded photo (loaded once into a preview collection)."""
-    global _previews
-    path = (job.inputs or {}).get("image_path")
-    if not path or not os.path.isfile(path):
-        return 0
-    if _previews is None:
-        import bpy.utils.previews
-        _previews = bpy.utils.previews.new()
-    preview = _previews.get(job.id) or _previews.load(job.id, path, "IMAGE")
-    return preview.icon_id
-
-
 def register():
     preferences.draw_preferences = draw_preferences
 
 
-def draw_preferences(prefs, layout, context) -> None:
-    """Per service (as the providers declare them): its keys and where each comes from, its
-    endpoint, Test Connection and its result; then the shared settings and the data folder."""
-    for service, cls in preferences.services().items():
-        box = layout.box()
-        box.label(text=service, icon="URL")
-        for key, source in checks.key_sources(cls.id):
-            row = box.row()
-            row.prop(prefs, key.pref)
-            words, icon = KEY_SOURCE_WORDS[source]
-            row.label(text=words if source != "environment" else f"from {key.env}", icon=icon)
-        box.prop(prefs, cls.url_pref())
-        row = box.row()
-        row.operator("recon3d.test_connection", icon="PLUGIN").service = service
-        outcome = connection.result(service)
-        if outcome is not None:
-            state, message = outcome
-            draw_wrapped(box.column(align=True), message, width=70,
-                         icon={"ok": "CHECKMARK", "bad": "ERROR"}.get(state, "SORTTIME"))
-    layout.prop(prefs, "max_in_flight")
-    folder = runtime.data_dir()
-    row = layout.row()
-    row.label(text=f"Results: {folder} ({_folder_size(folder)})", icon="FILE_FOLDER")
-    if not checks.online_access():
-        layout.label(text="Online access is off: Recon3D can only reach services on this "
-                          "machine. Turn it on in System › Network.", icon="ERROR")
-
-
-_sizes: dict[str, tuple[float, str]] = {}
-
-
-def _folder_size(folder: str) -> str:
-    """The data folder's size, measured at most every 10 s (draw runs often)."""
-    seen = _sizes.get(folder)
-    if seen is not None and now() - seen[0] < 10:
-        return seen[1]
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except OSError:
-                pass
-    text = f"{total / 1e6:.1f} MB"
-    _sizes[folder] = (now(), text)
-    return text
-
-
 def unregister():
-    global _previews
     preferences.draw_preferences = None
-    if _previews is not None:
-        import bpy.utils.previews
-        bpy.utils.previews.remove(_previews)
-        _previews = None
+    release_previews()
 
 
 class RECON3D_PT_image_editor(bpy.types.Panel):
@@ -388,24 +177,6 @@ class RECON3D_PT_image_editor(bpy.types.Panel):
         layout.operator("recon3d.pick_prompts", icon="RESTRICT_SELECT_OFF")
         layout.prop(form, "points")
         layout.prop(form, "boxes")
-
-
-def draw_wrapped(layout, text: str, width: int = 44, icon: str = "NONE") -> None:
-    for index, line in enumerate(_wrap(text, width)):
-        layout.label(text=line, icon=icon if index == 0 else "BLANK1")
-
-
-def _wrap(text: str, width: int) -> list[str]:
-    lines, line = [], ""
-    for word in text.split():
-        if len(line) + len(word) + 1 > width and line:
-            lines.append(line)
-            line = word
-        else:
-            line = f"{line} {word}".strip()
-    if line:
-        lines.append(line)
-    return lines
 
 
 classes = (RECON3D_PT_generate, RECON3D_PT_advanced, RECON3D_PT_jobs, RECON3D_UL_jobs,

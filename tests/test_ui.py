@@ -235,7 +235,7 @@ def make_jobs(job_module, provider_id: str, photo: str) -> list:
 @pytest.fixture
 def ui(recon3d, emulator, monkeypatch, tmp_path):
     panels, operators, checks, runtime, providers, jobs_module = modules()
-    monkeypatch.setattr(panels, "now", lambda: T0)
+    monkeypatch.setattr(panels.common, "now", lambda: T0)
     eng = runtime.engine()
     saved = dict(eng._jobs)
     photo = bpy.data.images.new("photo", 64, 48)
@@ -335,7 +335,7 @@ def _reset(ui, cls):
     for key in cls.keys:
         prefs.property_unset(key.pref)
     ui.monkeypatch.undo()
-    ui.monkeypatch.setattr(ui.panels, "now", lambda: T0)
+    ui.monkeypatch.setattr(ui.panels.common, "now", lambda: T0)
     with ui.engine._lock:
         ui.engine._jobs.pop("earlier", None)
 
@@ -454,7 +454,7 @@ def test_jobs_panel_per_model_and_state(ui):
         assert "progress factor=0.4" in text and "operator recon3d.retry" in text
         # Each job's photo is loaded once as a preview (Blender fills its pixels lazily in
         # the UI; a background Blender leaves its icon empty, so the snapshot has none).
-        assert {job.id for job in jobs} <= set(ui.panels._previews.keys())
+        assert {job.id for job in jobs} <= set(ui.panels.jobs._previews.keys())
 
 
 def test_image_editor_panel(ui):
@@ -637,7 +637,7 @@ def test_preferences_show_key_sources_and_connection_tests(ui, emulator):
     connection = importlib.import_module(f"{PKG}.operators.connection")
     prefs = importlib.import_module(f"{PKG}.addon.preferences").get()
     PLACEHOLDERS[ui.runtime.data_dir()] = "<data folder>"
-    ui.monkeypatch.setattr(ui.panels, "_folder_size", lambda folder: "1.0 MB")
+    ui.monkeypatch.setattr(ui.panels.preferences_page, "_folder_size", lambda folder: "1.0 MB")
     sections = [f"== keys from the environment\n{draw_preferences(ui)}"]
 
     def test(service):

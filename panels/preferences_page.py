@@ -1,0 +1,59 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The add-on's preferences as drawn (Preferences › Add-ons › Recon3D): per service its keys
+and where each comes from, its endpoint and Test Connection; then the shared settings."""
+from __future__ import annotations
+
+import os
+
+from ..addon import preferences, runtime
+from ..operators import checks, connection
+from . import common
+from .common import KEY_SOURCE_WORDS, draw_wrapped
+
+
+def draw_preferences(prefs, layout, context) -> None:
+    """Per service (as the providers declare them): its keys and where each comes from, its
+    endpoint, Test Connection and its result; then the shared settings and the data folder."""
+    for service, cls in preferences.services().items():
+        box = layout.box()
+        box.label(text=service, icon="URL")
+        for key, source in checks.key_sources(cls.id):
+            row = box.row()
+            row.prop(prefs, key.pref)
+            words, icon = KEY_SOURCE_WORDS[source]
+            row.label(text=words if source != "environment" else f"from {key.env}", icon=icon)
+        box.prop(prefs, cls.url_pref())
+        row = box.row()
+        row.operator("recon3d.test_connection", icon="PLUGIN").service = service
+        outcome = connection.result(service)
+        if outcome is not None:
+            state, message = outcome
+            draw_wrapped(box.column(align=True), message, width=70,
+                         icon={"ok": "CHECKMARK", "bad": "ERROR"}.get(state, "SORTTIME"))
+    layout.prop(prefs, "max_in_flight")
+    folder = runtime.data_dir()
+    row = layout.row()
+    row.label(text=f"Results: {folder} ({_folder_size(folder)})", icon="FILE_FOLDER")
+    if not checks.online_access():
+        layout.label(text="Online access is off: Recon3D can only reach services on this "
+                          "machine. Turn it on in System › Network.", icon="ERROR")
+
+
+_sizes: dict[str, tuple[float, str]] = {}
+
+
+def _folder_size(folder: str) -> str:
+    """The data folder's size, measured at most every 10 s (draw runs often)."""
+    seen = _sizes.get(folder)
+    if seen is not None and common.now() - seen[0] < 10:
+        return seen[1]
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.path.getsize(os.path.join(root, name))
+            except OSError:
+                pass
+    text = f"{total / 1e6:.1f} MB"
+    _sizes[folder] = (common.now(), text)
+    return text
