@@ -58,15 +58,12 @@ def reconstruct(image, provider: str = "segmind_sam3d", *, placement: str = "cur
                       collection=collection, match_camera=match_camera)
 
 
-def reconstruct_many(photos, provider: str = "segmind_sam3d", *, jobs: int | None = None,
-                     layout: str | None = None, placement: str = "cursor",
-                     target_size: float | None = None, match_camera: bool = False,
-                     timeout: float | None = None, resume: bool = False,
-                     dry_run: bool = False, on_update=None, _argv=None,
-                     **submit_kw) -> BatchResults:
+def reconstruct_many(photos, provider: str = "segmind_sam3d", **batch_kw) -> BatchResults:
     """Reconstruct many photos at once and lay the results out; returns a BatchResult per
     photo, never one exception for the whole batch (only for arguments that are wrong for
-    every photo).
+    every photo). Keywords: jobs=None, layout=None, placement="cursor", target_size=None,
+    match_camera=False, timeout=None, resume=False, dry_run=False, on_update=None, and any
+    `submit` argument (prompt, mask, points, boxes, seed, options) for every photo.
 
     photos: files, folders (the photos directly inside), or dicts {"image": path, plus any
     `submit` argument for that photo alone, e.g. "prompt"}. jobs: how many run on the service
@@ -77,11 +74,7 @@ def reconstruct_many(photos, provider: str = "segmind_sam3d", *, jobs: int | Non
     and ask the cost where the service can tell; nothing is sent. on_update(result) is called
     on this thread whenever a photo's job moves. Results are imported on this (the main)
     thread as they arrive. Raises BatchInterrupted on Ctrl-C."""
-    return batch_run.run_batch(photos, provider, jobs=jobs, layout=layout, placement=placement,
-                               target_size=target_size, match_camera=match_camera,
-                               timeout=timeout, resume=resume, dry_run=dry_run,
-                               on_update=on_update, _argv=_argv,
-                               estimate=globals().get("estimate"), **submit_kw)
+    return batch_run.run_batch(photos, provider, estimate=globals().get("estimate"), **batch_kw)
 
 
 def jobs() -> list[Job]:

@@ -12,6 +12,13 @@ from ..addon import runtime
 from . import checks, connection, picker
 
 
+def _allowed(cls, reason: str | None) -> bool:
+    """An operator's poll: greyed out, with `reason` as its tooltip, unless reason is None."""
+    if reason:
+        cls.poll_message_set(reason)
+    return reason is None
+
+
 class RECON3D_OT_submit(bpy.types.Operator):
     """Send the photo to the chosen model; the result lands at the 3D cursor when ready"""
     bl_idname = "recon3d.submit"
@@ -20,10 +27,7 @@ class RECON3D_OT_submit(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        reason = checks.submit_blocker(context)
-        if reason:
-            cls.poll_message_set(reason)
-        return reason is None
+        return _allowed(cls, checks.submit_blocker(context))
 
     def execute(self, context):
         form = context.scene.recon3d
@@ -58,16 +62,6 @@ class _JobOperator:
         return {"FINISHED"}
 
 
-class RECON3D_OT_cancel(_JobOperator, bpy.types.Operator):
-    """Stop this job (the service is asked to stop where it can)"""
-    bl_idname = "recon3d.cancel"
-    bl_label = "Cancel Job"
-    bl_options = {"INTERNAL"}
-
-    def act(self, context, job):
-        api.cancel(job)
-
-
 class RECON3D_OT_import_job(_JobOperator, bpy.types.Operator):
     """Import this job's result into the current scene (again, if it was imported before)"""
     bl_idname = "recon3d.import_job"
@@ -81,14 +75,19 @@ class RECON3D_OT_import_job(_JobOperator, bpy.types.Operator):
                        match_camera=form.match_camera)
 
 
-class RECON3D_OT_retry(_JobOperator, bpy.types.Operator):
-    """Fetch this job's result again (it is not sent again, so not billed again)"""
-    bl_idname = "recon3d.retry"
-    bl_label = "Retry Download"
-    bl_options = {"INTERNAL"}
+def _job_action(name: str, label: str, doc: str, action) -> type:
+    """A job-row button that only calls one api function with the job."""
+    return type(f"RECON3D_OT_{name}", (_JobOperator, bpy.types.Operator), {
+        "__doc__": doc, "bl_idname": f"recon3d.{name}", "bl_label": label,
+        "bl_options": {"INTERNAL"}, "act": lambda self, context, job: action(job)})
 
-    def act(self, context, job):
-        api.retry(job)
+
+RECON3D_OT_cancel = _job_action("cancel", "Cancel Job",
+                                "Stop this job (the service is asked to stop where it can)",
+                                api.cancel)
+RECON3D_OT_retry = _job_action("retry", "Retry Download",
+                               "Fetch this job's result again (it is not sent again, so not "
+                               "billed again)", api.retry)
 
 
 class RECON3D_OT_select_imported(_JobOperator, bpy.types.Operator):
@@ -204,9 +203,7 @@ class RECON3D_OT_estimate_cost(bpy.types.Operator):
         reason = checks.submit_blocker(context)
         if reason is None and not checks.can_price(context.scene.recon3d.provider):
             reason = "This service cannot price a job before it runs."
-        if reason:
-            cls.poll_message_set(reason)
-        return reason is None
+        return _allowed(cls, reason)
 
     def execute(self, context):
         form = context.scene.recon3d

@@ -9,7 +9,7 @@ from .. import api, operators
 from ..addon import EXTENSION_PACKAGE, preferences, runtime
 from ..addon.form import option_attr
 from ..operators import checks
-from .common import KEY_SOURCE_WORDS, Sidebar, draw_wrapped
+from .common import KEY_SOURCE_WORDS, ImageEditorSide, Sidebar, draw_wrapped
 from .jobs import RECON3D_PT_jobs, RECON3D_UL_jobs, release_previews
 from .preferences_page import draw_preferences
 
@@ -39,17 +39,9 @@ class RECON3D_PT_generate(Sidebar, bpy.types.Panel):
         if caps.points or caps.boxes:
             layout.label(text="Click/drag them on the photo: Image Editor › Recon3D",
                          icon="INFO")
-        row = layout.row(align=True)
-        row.prop(form, "use_seed")
-        sub = row.row(align=True)
-        sub.active = form.use_seed
-        sub.prop(form, "seed", text="")
+        _switched(layout, form, "use_seed", "seed")
         layout.prop(form, "placement")
-        row = layout.row(align=True)
-        row.prop(form, "use_target_size")
-        sub = row.row(align=True)
-        sub.active = form.use_target_size
-        sub.prop(form, "target_size", text="")
+        _switched(layout, form, "use_target_size", "target_size")
         layout.prop(form, "match_camera")
         if checks.can_price(cls.id):
             row = layout.row(align=True)
@@ -154,6 +146,15 @@ class RECON3D_PT_advanced(Sidebar, bpy.types.Panel):
         layout.operator("recon3d.extra_option_add", icon="ADD")
 
 
+def _switched(layout, form, switch: str, value: str) -> None:
+    """A checkbox and the value it switches on, greyed out while off."""
+    row = layout.row(align=True)
+    row.prop(form, switch)
+    sub = row.row(align=True)
+    sub.active = getattr(form, switch)
+    sub.prop(form, value, text="")
+
+
 def register():
     preferences.draw_preferences = draw_preferences
 
@@ -163,20 +164,16 @@ def unregister():
     release_previews()
 
 
-class RECON3D_PT_image_editor(bpy.types.Panel):
+class RECON3D_PT_image_editor(ImageEditorSide, bpy.types.Panel):
     bl_idname = "RECON3D_PT_image_editor"
     bl_label = "Recon3D"
-    bl_space_type = "IMAGE_EDITOR"
-    bl_region_type = "UI"
-    bl_category = "Recon3D"
 
     def draw(self, context):
-        layout = self.layout
-        form = context.scene.recon3d
-        layout.operator("recon3d.use_editor_image", icon="IMAGE_DATA")
-        layout.operator("recon3d.pick_prompts", icon="RESTRICT_SELECT_OFF")
-        layout.prop(form, "points")
-        layout.prop(form, "boxes")
+        column = self.layout.column()
+        column.operator("recon3d.use_editor_image", icon="IMAGE_DATA")
+        column.operator("recon3d.pick_prompts", icon="RESTRICT_SELECT_OFF")
+        for field in ("points", "boxes"):
+            column.prop(context.scene.recon3d, field)
 
 
 classes = (RECON3D_PT_generate, RECON3D_PT_advanced, RECON3D_PT_jobs, RECON3D_UL_jobs,

@@ -24,6 +24,12 @@ class Sidebar:
     bl_category = "Recon3D"
 
 
+class ImageEditorSide:
+    bl_space_type = "IMAGE_EDITOR"
+    bl_region_type = "UI"
+    bl_category = "Recon3D"
+
+
 def draw_wrapped(layout, text: str, width: int = 44, icon: str = "NONE") -> None:
     for index, line in enumerate(_wrap(text, width)):
         layout.label(text=line, icon=icon if index == 0 else "BLANK1")

@@ -52,8 +52,8 @@ class FalProvider(Provider):
     service = "fal.ai"
     default_url = "https://queue.fal.run"
     url_env = "RECON3D_FAL_URL"
-    default_rest_url = "https://rest.fal.ai"
-    rest_url_env = "RECON3D_FAL_REST_URL"
+    #: fal's storage/REST base (uploads): the vendor default and its override
+    rest_url = ("https://rest.fal.ai", "RECON3D_FAL_REST_URL")
     keys = (KeySpec("fal_api_key", "FAL_KEY", "fal.ai API key",
                     "From fal.ai › Dashboard › Keys"),)
     endpoint = ""                  # "fal-ai/trellis-2": the endpoint id
@@ -107,7 +107,8 @@ class FalProvider(Provider):
 
     def upload(self, path: str) -> str:
         """fal's storage: a CDN token from the REST API, then the bytes to the CDN."""
-        rest = (os.environ.get(self.rest_url_env) or self.default_rest_url).rstrip("/")
+        default, env = self.rest_url
+        rest = (os.environ.get(env) or default).rstrip("/")
         # The REST host is fal's too, but not the queue's: the key is given explicitly.
         token = self.http.parse_json(self.http.request(
             "POST", f"{rest}/storage/auth/token?storage_type=fal-cdn-v3", json_data={},

@@ -137,19 +137,16 @@ class FalSam3D(FalProvider):
 class FalPixal3D(FalProvider):
     id = "fal_pixal3d"
     label = "Pixal3D (fal.ai)"
-    model = "fal-ai/pixal3d"
-    endpoint = "fal-ai/pixal3d"
+    model = endpoint = "fal-ai/pixal3d"
     capabilities = Capabilities(seed=True, seed_range=(0, 2**32 - 1))
     options = SAMPLERS + MESH_OPTIONS
 
 
-class FalTrellis2(FalProvider):
+class FalTrellis2(FalPixal3D):
+    """Microsoft's TRELLIS.2: the same inputs and options as Pixal3D on fal."""
     id = "fal_trellis2"
     label = "TRELLIS.2 (fal.ai)"
-    model = "fal-ai/trellis-2"
-    endpoint = "fal-ai/trellis-2"
-    capabilities = Capabilities(seed=True, seed_range=(0, 2**32 - 1))
-    options = SAMPLERS + MESH_OPTIONS
+    model = endpoint = "fal-ai/trellis-2"
 
 
 class FalHunyuan3D(FalProvider):
