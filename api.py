@@ -6,6 +6,8 @@
 
 `submit` prepares inputs on the calling (main) thread, refuses anything it can check locally
 before a byte is sent, and returns at once; the network work happens on worker threads.
+`estimate` prices a job before it runs where the service can (Scenario's dry run; None
+elsewhere); it makes network calls and waits for them.
 """
 from __future__ import annotations
 
@@ -15,8 +17,8 @@ from .blender.batch_run import BatchInterrupted, BatchResult, BatchResults
 from .errors import Recon3DError
 from .jobs import Job
 
-__all__ = ["BatchInterrupted", "BatchResult", "Job", "Recon3DError", "cancel", "get_job",
-           "import_job", "jobs", "reconstruct", "reconstruct_many", "retry", "submit"]
+__all__ = ["BatchInterrupted", "BatchResult", "Job", "Recon3DError", "cancel", "estimate",
+           "get_job", "import_job", "jobs", "reconstruct", "reconstruct_many", "retry", "submit"]
 
 
 def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, points=None,
@@ -27,6 +29,22 @@ def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, po
     return job_start.start_job(image, provider, auto_import=_auto_import, prompt=prompt,
                                mask=mask, points=points, boxes=boxes, seed=seed,
                                options=options)
+
+
+def estimate(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, points=None,
+             boxes=None, seed=None, options=None) -> float | None:
+    """What `submit` with the same arguments would cost, in the service's own units
+    (Scenario: Compute Units), or None when the service cannot price a job in advance
+    (Segmind, Runware). Nothing billable is started: Scenario is asked through its dry run,
+    for which the inputs are uploaded as hidden assets. Input is checked exactly as `submit`
+    checks it (Recon3DError, with nothing sent).
+
+    It blocks: it prepares the inputs with Blender (main thread, as `submit` does), then makes
+    network calls and waits for them (seconds; longer on a bad connection). Fine in scripts;
+    a panel must not call it from draw code — it should run it from an operator that keeps
+    the interface responsive (the network part may run off the main thread)."""
+    return job_start.estimate_job(image, provider, prompt=prompt, mask=mask, points=points,
+                                  boxes=boxes, seed=seed, options=options)
 
 
 def import_job(job: Job, *, placement: str = "cursor", target_size: float | None = None,

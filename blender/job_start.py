@@ -1,18 +1,20 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """Starting a job from what the artist gave (bpy, main thread): every check that needs no
 network, the inputs prepared into the job's folder, then the job handed to the engine. Also
-fetching a failed job's result again. Used by api.py (submit, retry) and by batches."""
+fetching a failed job's result again, and pricing a job before it runs. Used by api.py
+(submit, retry, estimate) and by batches."""
 from __future__ import annotations
 
 import os
 import shutil
+import tempfile
 
 import bpy
 
 from ..addon import runtime
 from ..errors import InputError
 from ..jobs import Job
-from ..providers import JobInputs, provider_class
+from ..providers import JobInputs, make_provider, provider_class
 from ..providers.declaration import as_boxes, as_points
 from . import inputs, main_thread
 
@@ -32,6 +34,16 @@ def start_job(image, provider: str, *, auto_import: dict | None = None, **reques
     eng.submit(job)
     main_thread.ensure_timer()
     return job
+
+
+def estimate_job(image, provider: str, **request_kw) -> float | None:
+    """The same checks and preparation as `start_job`, into a throwaway folder, then the
+    provider's price for the job (None when its service cannot say); nothing billable is sent
+    (see api.estimate)."""
+    request = JobRequest(provider, **request_kw)
+    with tempfile.TemporaryDirectory(prefix="recon3d-estimate-") as work_dir:
+        job_inputs = request.prepare(work_dir, image)
+        return make_provider(provider, request.settings).estimate(job_inputs)
 
 
 def fetch_again(job: Job) -> Job:
@@ -63,7 +75,7 @@ class JobRequest:
                                                   else (1 if mask is not None else 0)),
                                points=self.points, boxes=self.boxes, seed=seed,
                                options=self.options))
-        runtime.check_ready_to_send(provider)
+        self.settings = runtime.check_ready_to_send(provider)
 
     def prepare(self, job_dir: str, image) -> JobInputs:
         cls = self.cls

@@ -141,6 +141,11 @@ class Provider:
     def poll(self, remote_id: str, state: dict) -> PollStatus:
         raise NotImplementedError
 
+    def estimate(self, inputs: JobInputs) -> float | None:
+        """What the job would cost, in the service's units, asked before it runs and without
+        starting anything billable; None when the service cannot say in advance."""
+        return None
+
     def download(self, remote_id: str, status: PollStatus, state: dict,
                  job_dir: str) -> list[str]:
         """Fetch the result files into `job_dir`; return their paths (complete files only)."""

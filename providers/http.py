@@ -168,11 +168,14 @@ class HttpClient:
     # -- requests --------------------------------------------------------------------------------
     def request(self, method: str, path: str, *, json_data=None, data=None, headers=None,
                 billing: bool = False, ok_statuses: tuple[int, ...] = (),
+                read_if: Callable[[requests.Response], bool] | None = None,
                 stream: bool = False) -> requests.Response:
         """Send a request, retrying what is safe to retry; non-2xx become Recon3DError.
 
         billing: the request starts paid work; it is sent again only as billing.py allows.
-        ok_statuses: non-2xx statuses the caller reads itself (Segmind's 422 FAILED body).
+        ok_statuses: non-2xx statuses the caller reads itself.
+        read_if: an answer the caller reads itself whatever its status, neither retried nor
+        raised (Segmind's FAILED body, which comes under 422, 400, 500 …).
         """
         url = self.url(path)
         policy = self.config.retry
@@ -197,7 +200,7 @@ class HttpClient:
                 if attempt >= policy.attempts:
                     raise _transport_error(service, exc) from None
             else:
-                if resp.ok or resp.status_code in ok_statuses:
+                if resp.ok or resp.status_code in ok_statuses or (read_if and read_if(resp)):
                     return resp
                 retryable = self.not_accepted(resp) if billing else \
                     resp.status_code in TRANSIENT_STATUSES

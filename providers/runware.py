@@ -11,7 +11,7 @@ import uuid
 
 import requests
 
-from ..errors import AuthError, ServiceError
+from ..errors import Recon3DError, ServiceError
 from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
 from .files import data_uri
 from .messages import describe_status, failure_reason, json_body
@@ -19,6 +19,12 @@ from .messages import describe_status, failure_reason, json_body
 MODEL = "meta:sam@3d"
 #: what Runware's statuses mean (messages.describe_status)
 ANSWERS = {402: ("credits", "your balance is too low", "Top up at runware.ai, then try again.")}
+#: sent as positivePrompt when the artist gave none (the SDK's schema requires one)
+NEUTRAL_PROMPT = "object"
+#: codes saying the service has no task with this UUID
+NOT_FOUND_CODES = frozenset({"tasknotfound", "taskfailedornotfound", "notfound"})
+#: how often an ambiguous submit is sent again (same taskUUID, so never billed twice)
+RESEND_ROUNDS = 3
 
 
 class RunwareSam3D(Provider):
@@ -42,13 +48,14 @@ class RunwareSam3D(Provider):
         return {"Authorization": f"Bearer {self.settings.credentials.get('runware_api_key', '')}"}
 
     def build_task(self, inputs: JobInputs, task_uuid: str) -> dict:
+        # positivePrompt is required by the SDK's schema for meta:sam@3d (runware-sdk 1.8):
+        # the artist's prompt, else a neutral word.
         task = {"taskType": "3dInference", "taskUUID": task_uuid, "model": MODEL,
+                "positivePrompt": inputs.prompt or NEUTRAL_PROMPT,
                 "inputs": {"image": data_uri(inputs.image_path),
                            "mask": data_uri(inputs.mask_paths[0])},
                 "outputFormat": "GLB", "outputType": "URL", "deliveryMethod": "async",
                 "includeCost": True}
-        if inputs.prompt:
-            task["positivePrompt"] = inputs.prompt
         if inputs.seed is not None:
             task["seed"] = int(inputs.seed)
         results = int(inputs.options.get("numberResults", 1))
@@ -56,76 +63,172 @@ class RunwareSam3D(Provider):
             task["numberResults"] = results
         return task
 
-    def _post(self, tasks: list, *, repeatable: bool = True):
-        # Every Runware request is a POST, even a poll; all of them are safe to repeat
-        # (the submit because its taskUUID makes it idempotent).
-        resp = self.http.request("POST", "", json_data=tasks, billing=not repeatable)
-        body = self.http.parse_json(resp)
-        errors = body.get("errors") if isinstance(body, dict) else None
-        if errors:
-            raise self._task_error(errors)
-        return body
+    def _post(self, tasks: list, *, billing: bool = False) -> tuple[list[dict], list[dict]]:
+        """One POST (every Runware request is one, even a poll): the answer's `data` items
+        and its problems — the `errors` list, or a singular `error` object, which the SDK
+        treats as an error even beside HTTP 200."""
+        resp = self.http.request("POST", "", json_data=tasks, billing=billing,
+                                 ok_statuses=(400, 409))
+        body = json_body(resp)
+        problems = _problems(body)
+        if not resp.ok and not problems:
+            raise self.describe_error(resp)
+        if body is None:
+            body = self.http.parse_json(resp)       # raises: not data
+        data = body.get("data") if isinstance(body, dict) else None
+        return [i for i in data or [] if isinstance(i, dict)], problems
 
     def submit(self, inputs, state, mark_sending) -> str:
+        resend = "taskUUID" in state            # sent before (resumed after a crash, say)
         task_uuid = state.setdefault("taskUUID", str(uuid.uuid4()))
         task = self.build_task(inputs, task_uuid)
         state["numberResults"] = task.get("numberResults", 1)
         mark_sending()              # journals the taskUUID before the first byte is sent
-        body = self._post([task])
-        for item in _items(body, task_uuid):
-            if item.get("cost") is not None:
-                state["cost"] = item["cost"]
+        if resend and self._known(task_uuid):
+            return task_uuid        # the first send was recorded: poll it, never send again
+        known = None
+        for _ in range(RESEND_ROUNDS):
+            try:
+                _, problems = self._post([task], billing=True)
+            except Recon3DError as exc:
+                # A timeout, reset or gateway error after sending proves nothing (billing.py
+                # rule 2); the taskUUID makes the send idempotent (rule 3): ask the service,
+                # and send the same task again unless it already has it.
+                if exc.code != "ambiguous_submit":
+                    raise
+                known = self._known(task_uuid)
+                if known:
+                    return task_uuid
+                continue
+            if problems and not all(_code(p) == "conflicttaskuuid" for p in problems):
+                raise self._problem_error(problems[0])
+            # No problem, or conflictTaskUUID: the service already has this task (an earlier
+            # send was recorded although its answer was lost) — that means accepted.
+            return task_uuid
+        if known is False:
+            raise ServiceError(f"Runware did not take the job: {RESEND_ROUNDS} sends went "
+                               f"unanswered and it has no record of them, so nothing was "
+                               f"billed. Try again in a few minutes.", code="service_down")
+        # No answer either way: polling finds out without sending again (a task the service
+        # never recorded ends as "never accepted, so not billed").
         return task_uuid
 
+    def _known(self, task_uuid: str) -> bool | None:
+        """Does the service have this task? False on `taskNotFound`, None when it cannot
+        say (no answer)."""
+        try:
+            _, problems = self._post([{"taskType": "getResponse", "taskUUID": task_uuid}])
+        except Recon3DError as exc:
+            if exc.transient:
+                return None
+            raise
+        return not any(_code(p) in NOT_FOUND_CODES for p in problems)
+
     def poll(self, remote_id, state) -> PollStatus:
-        body = self._post([{"taskType": "getResponse", "taskUUID": remote_id}])
-        items = _items(body, remote_id)
-        files, cost = [], None
-        for item in items:
-            if str(item.get("status", "")).lower() == "error":
-                return PollStatus("failed", error=_reason(item))
-            for entry in ((item.get("outputs") or {}).get("files") or []):
-                if isinstance(entry, dict) and entry.get("url"):
-                    files.append(entry["url"])
-            if item.get("cost") is not None:
-                cost = (cost or 0) + item["cost"]
-        if cost is not None:
-            state["cost"] = cost
+        items, problems = self._post([{"taskType": "getResponse", "taskUUID": remote_id}])
+        if problems:
+            return self._poll_problem(problems[0])
         wanted = int(state.get("numberResults", 1))
-        done = files and (len(files) >= wanted or
-                          any(str(i.get("status", "")).lower() == "success" for i in items))
-        if done:
-            return PollStatus("done", progress=1.0, result={"urls": files})
-        return PollStatus("running")
+        # Answers are cumulative, one item per result, told apart by `resultIndex`; items of
+        # earlier polls are kept in the journaled state, so a result is never lost or counted
+        # twice, and the task is done only when every paid variation is in.
+        done = state.setdefault("results", {})
+        progress = {}
+        for item in items:
+            if item.get("taskUUID") not in (None, remote_id):
+                continue
+            if str(item.get("status", "")).lower() == "error" or \
+                    isinstance(item.get("error"), dict):
+                return PollStatus("failed", error=_reason(item))
+            key = _result_key(item, len(done))
+            urls = [f["url"] for f in ((item.get("outputs") or {}).get("files") or [])
+                    if isinstance(f, dict) and f.get("url")]
+            if urls:
+                done[key] = {"urls": urls, "cost": item.get("cost")}
+            elif isinstance(item.get("progress"), (int, float)):
+                progress[key] = min(max(float(item["progress"]) / 100.0, 0.0), 1.0)
+        costs = [r["cost"] for r in done.values() if isinstance(r.get("cost"), (int, float))]
+        if costs:
+            state["cost"] = sum(costs)
+        if len(done) >= wanted:
+            urls = [u for key in sorted(done, key=_order) for u in done[key]["urls"]]
+            return PollStatus("done", progress=1.0, result={"urls": urls})
+        share = (len(done) + sum(v for k, v in progress.items() if k not in done)) / wanted
+        return PollStatus("running", progress=min(share, 0.99) if share else None)
 
     def download(self, remote_id, status, state, job_dir) -> list[str]:
         return self.download_each(job_dir, status.result.get("urls") or [], lambda url: url)
 
-    def _task_error(self, errors) -> Exception:
-        first = errors[0] if isinstance(errors, list) and errors else {}
-        code = str(first.get("code", "")).lower() if isinstance(first, dict) else ""
-        message = _reason(first)
-        if "auth" in code or "apikey" in code.replace("_", ""):
-            return AuthError(f"Runware says the API key is invalid ({message}). "
-                             f"{self.key_hint()}")
-        if "balance" in code or "credit" in code:
-            return ServiceError(f"Runware says your balance is too low ({message}). Top up at "
-                                f"runware.ai, then try again.", code="credits")
-        return ServiceError(f"Runware rejected the job: {message}", code="rejected")
+    def _poll_problem(self, problem: dict) -> PollStatus:
+        """A problem in a getResponse answer: the task's own failure, or one of the account's
+        (raised: it is not the job's fault)."""
+        code = _code(problem)
+        if code in NOT_FOUND_CODES:
+            raise ServiceError("Runware no longer knows this job: it was never accepted (so "
+                               "not billed) or its result has expired. Generate again.",
+                               code="expired")
+        error = self._problem_error(problem)
+        if error.code in ("auth", "credits", "rate_limited"):
+            raise error
+        return PollStatus("failed", error=_reason(problem))
+
+    def _problem_error(self, problem, status: int | None = None) -> Recon3DError:
+        """A problem Runware reported, as an artist's error: by the HTTP status when there
+        is one, else by the category the SDK derives from the raw code."""
+        code = _code(problem)
+        message = _reason(problem, default="") or None
+        if status is None:
+            status = 401 if "apikey" in code or "auth" in code else \
+                402 if any(w in code for w in ("balance", "credit", "quota", "payment")) else \
+                429 if "ratelimit" in code else None
+        if status is None:
+            return ServiceError(f"Runware rejected the job: {message or 'no reason given'}",
+                                code="rejected")
+        return describe_status(self.service, status, message, key_hint=self.key_hint(),
+                               answers=ANSWERS)
 
     def describe_error(self, resp: requests.Response):
-        body = json_body(resp)
-        errors = body.get("errors") if isinstance(body, dict) else None
-        message = None
-        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
-            message = failure_reason(errors[0])
-        return describe_status(self.service, resp.status_code, message,
-                               key_hint=self.key_hint(), answers=ANSWERS)
-
-def _items(body, task_uuid: str) -> list[dict]:
-    data = body.get("data") if isinstance(body, dict) else None
-    return [i for i in data or [] if isinstance(i, dict) and i.get("taskUUID") in (None, task_uuid)]
+        problems = _problems(json_body(resp))
+        return self._problem_error(problems[0] if problems else {}, resp.status_code)
 
 
-def _reason(item) -> str:
-    return failure_reason(item) or "no reason given"
+def _problems(body) -> list[dict]:
+    """`errors: [{code, message, …}]`, or a singular `error: {code, message}` (with the
+    taskUUID beside it): both are errors, whatever the HTTP status (runware-sdk 1.8)."""
+    if not isinstance(body, dict):
+        return []
+    errors = body.get("errors")
+    if isinstance(errors, list) and errors:
+        return [e if isinstance(e, dict) else {"message": str(e)} for e in errors]
+    error = body.get("error")
+    if isinstance(error, dict):
+        return [dict(error, taskUUID=body.get("taskUUID"))]
+    if isinstance(error, str) and error.strip():
+        return [{"message": error}]
+    return []
+
+
+def _code(problem) -> str:
+    return str(problem.get("code", "")).lower() if isinstance(problem, dict) else ""
+
+
+def _result_key(item: dict, seen: int) -> str:
+    """Which result an item is: its `resultIndex` (the SDK's stable id), else its first file's
+    uuid or url."""
+    index = item.get("resultIndex")
+    if isinstance(index, int) and not isinstance(index, bool):
+        return str(index)
+    files = (item.get("outputs") or {}).get("files") or []
+    first = files[0] if files and isinstance(files[0], dict) else {}
+    return str(first.get("uuid") or first.get("url") or f"item-{seen}")
+
+
+def _order(key: str):
+    return (0, int(key), "") if key.isdigit() else (1, 0, key)
+
+
+def _reason(item, default: str = "no reason given") -> str:
+    """A failed item's reason: the nested `error: {code, message}` the SDK reads, else
+    whatever the item says."""
+    nested = item.get("error") if isinstance(item, dict) else None
+    return failure_reason(nested) or failure_reason(item) or default

@@ -4,7 +4,9 @@
 Inputs are uploaded as assets first (their ids are journaled, so a resumed job never uploads
 twice), then `POST /generate/custom/{model}` starts the paid job. Results are assets too:
 their URLs are signed and short-lived, so each is asked for right before its download and
-asked for again when the CDN says 403/404.
+asked for again when the CDN says 403/404. Inputs are uploaded hidden (`hide: true`, as the
+official SDK offers), so they stay out of the artist's gallery. A job's cost is its total (see
+`total_cost`); `estimate` prices a job with Scenario's dry run before anything is started.
 """
 from __future__ import annotations
 
@@ -44,7 +46,8 @@ class ScenarioProvider(Provider):
     # -- upload ---------------------------------------------------------------------------------
     def upload(self, path: str, name: str) -> str:
         resp = self.http.request("POST", "/assets",
-                                 json_data={"image": read_base64(path), "name": name})
+                                 json_data={"image": read_base64(path), "name": name,
+                                            "hide": True})
         body = self.http.parse_json(resp)
         asset = body.get("asset") if isinstance(body, dict) else None
         asset_id = (asset or {}).get("id") or (body.get("assetId") if isinstance(body, dict)
@@ -82,10 +85,26 @@ class ScenarioProvider(Provider):
             raise ServiceError("Scenario accepted the request but did not say which job it "
                                "started. Check your Scenario dashboard before trying again.",
                                code="ambiguous_submit")
-        billing = (job or {}).get("billing") or {}
-        if billing.get("cuCost") is not None:
-            state["cost"] = billing["cuCost"]
+        _note_cost(job, state)
         return str(job_id)
+
+    def estimate(self, inputs: JobInputs) -> float | None:
+        """The dry run (`?dryRun=true`): Scenario answers HTTP 269 with `creativeUnitsCost`
+        and starts nothing. It names the inputs by asset id, so they are uploaded (hidden,
+        not billed) first; the job that follows uploads its own."""
+        state: dict = {}
+        self.upload_inputs(inputs, state)
+        resp = self.http.request("POST", f"/generate/custom/{self.model}?dryRun=true",
+                                 json_data=self.build_body(inputs, state))
+        data = json_body(resp)
+        job = data.get("job") if isinstance(data, dict) else None
+        if resp.status_code != 269 and isinstance(job, dict) and job.get("jobId"):
+            self.cancel(str(job["jobId"]), state)     # a service that ignored dryRun
+        cost = data.get("creativeUnitsCost") if isinstance(data, dict) else None
+        if isinstance(cost, bool) or not isinstance(cost, (int, float)):
+            raise ServiceError("Scenario did not say what this job would cost. Try again "
+                               "later.", code="bad_response")
+        return float(cost)
 
     def poll(self, remote_id, state) -> PollStatus:
         body = self.http.get_json(f"/jobs/{remote_id}")
@@ -94,9 +113,7 @@ class ScenarioProvider(Provider):
         progress = job.get("progress")
         progress = float(progress) if isinstance(progress, (int, float)) else None
         meta = job.get("metadata") or {}
-        billing = job.get("billing") or {}
-        if billing.get("cuCost") is not None:
-            state["cost"] = billing["cuCost"]
+        _note_cost(job, state)
         if status == "success":
             assets = [str(a) for a in meta.get("assetIds") or []]
             if not assets:
@@ -150,6 +167,29 @@ class ScenarioProvider(Provider):
                          "Check your Scenario plan or pick another provider."), **ANSWERS}
         return describe_status(self.service, status, reason, key_hint=self.key_hint(),
                                answers=answers)
+
+
+def total_cost(billing) -> float | None:
+    """What a Scenario job costs: `cuCost` (the main action alone) plus every add-on in
+    `cuCostDetails` (e.g. quality-gate, ip-detection; they read 0 after a refund), as the
+    SDK's Job model says. `cuDiscount` is not subtracted: the SDK calls `cuCost` the units
+    charged and gives the discount only for information (the dry run's `creativeUnitsCost`
+    is likewise the cost billed, with `creativeUnitsDiscount` beside it)."""
+    if not isinstance(billing, dict):
+        return None
+    main = billing.get("cuCost")
+    if isinstance(main, bool) or not isinstance(main, (int, float)):
+        return None
+    extras = billing.get("cuCostDetails")
+    extras = extras.values() if isinstance(extras, dict) else ()
+    return main + sum(v for v in extras if isinstance(v, (int, float))
+                      and not isinstance(v, bool))
+
+
+def _note_cost(job, state: dict) -> None:
+    cost = total_cost((job or {}).get("billing"))
+    if cost is not None:
+        state["cost"] = cost
 
 
 class ScenarioSam3D(ScenarioProvider):

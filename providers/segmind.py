@@ -2,7 +2,10 @@
 """Segmind's SAM 3D Objects, async v2 protocol (see shared/PROVIDERS.md).
 
 No cancel endpoint and no idempotency key: a submit that was accepted is never sent again.
-A FAILED request comes back as HTTP 422 with a JSON body, so 422 is read, not raised.
+As the official SDK (segmind 1.3) does: a body whose `status` is FAILED (or COMPLETED) is read
+whatever the HTTP status it comes with (422 usually, 400 and 500 seen too), the `status_url` /
+`response_url` the submit returned are followed (only on Segmind's own host; else the URLs are
+built), and a string `output` holding JSON (a quoted URL, a list, an object) is decoded.
 """
 from __future__ import annotations
 
@@ -18,6 +21,7 @@ from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Prov
 from .files import (MAX_RESULT_BYTES, MODEL_KINDS, capped, check_model_bytes,
                     extract_glb_from_zip, read_base64, remove_quietly, sniff, sniff_file,
                     write_capped)
+from .http import scheme_host_port
 from .messages import describe_status, failure_reason, json_body, reason_from_response
 
 MODEL_PATH = "/v2/sam-3d-objects"
@@ -75,15 +79,31 @@ class SegmindSam3D(Provider):
             raise ServiceError("Segmind accepted the request but did not say which job it "
                                "started. Check your Segmind dashboard before trying again.",
                                code="ambiguous_submit")
+        for key in ("status_url", "response_url"):
+            if self._own_host(body.get(key)):
+                state[key] = body[key]          # journaled with the job
         return str(request_id)
+
+    def _own_host(self, url) -> bool:
+        """A URL the service returned may be followed (with the key) only on its own host."""
+        return isinstance(url, str) and url.startswith(("http://", "https://")) and \
+            scheme_host_port(url) == scheme_host_port(self.settings.base_url)
+
+    def _status_url(self, remote_id: str, state: dict) -> str:
+        return state.get("status_url") if self._own_host(state.get("status_url")) else \
+            f"/v2/requests/{remote_id}/status"
+
+    def _response_url(self, remote_id: str, state: dict) -> str:
+        return state.get("response_url") if self._own_host(state.get("response_url")) else \
+            f"/v2/requests/{remote_id}"
 
     # -- poll -----------------------------------------------------------------------------------
     def poll(self, remote_id, state) -> PollStatus:
-        resp = self.http.request("GET", f"/v2/requests/{remote_id}/status", ok_statuses=(422,))
+        resp = self.http.request("GET", self._status_url(remote_id, state), read_if=_terminal)
         self._note_credits(resp, state)
         body = self.http.parse_json(resp)
         status = str(body.get("status", "")).upper() if isinstance(body, dict) else ""
-        if resp.status_code == 422 or status == "FAILED":
+        if status == "FAILED" or resp.status_code == 422:
             return PollStatus("failed", error=_failure_reason(body))
         if status == "COMPLETED":
             return PollStatus("done", progress=1.0)
@@ -95,8 +115,8 @@ class SegmindSam3D(Provider):
     def download(self, remote_id, status, state, job_dir) -> list[str]:
         dest = os.path.join(job_dir, "result-0.glb")
         raw = os.path.join(job_dir, "result-0.bin")      # GLB or ZIP, decided by content
-        resp = self.http.request("GET", f"/v2/requests/{remote_id}", ok_statuses=(422,),
-                                 stream=True)
+        resp = self.http.request("GET", self._response_url(remote_id, state),
+                                 read_if=_terminal, stream=True)
         try:
             self._note_credits(resp, state)
             chunks = resp.iter_content(1 << 20)
@@ -125,14 +145,14 @@ class SegmindSam3D(Provider):
         if ref.startswith(("http://", "https://")):
             self.http.download(ref, raw, max_bytes=MAX_RESULT_BYTES,
                                check=lambda head: check_model_bytes(head, self.service),
-                               on_expired=lambda: self._fresh_output_url(remote_id))
+                               on_expired=lambda: self._fresh_output_url(remote_id, state))
             return [self._finish_file(raw, dest)]
         write_capped(raw, [_decode_base64(ref)], service=self.service)
         return [self._finish_file(raw, dest)]
 
-    def _fresh_output_url(self, remote_id: str) -> str:
+    def _fresh_output_url(self, remote_id: str, state: dict) -> str:
         """The result's URL asked for again (a signed link may have expired)."""
-        body = self.http.get_json(f"/v2/requests/{remote_id}", ok_statuses=(422,))
+        body = self.http.get_json(self._response_url(remote_id, state), read_if=_terminal)
         ref = _find_output(body.get("output") if isinstance(body, dict) else None)
         if not ref or not ref.startswith(("http://", "https://")):
             raise ResultError("Segmind no longer offers the result for download. Generate "
@@ -186,23 +206,42 @@ def _failure_reason(body) -> str:
     return failure_reason(body) or "no reason given"
 
 
-def _find_output(output) -> str | None:
+def _terminal(resp: requests.Response) -> bool:
+    """A FAILED or COMPLETED body is an answer whatever its HTTP status (the SDK's
+    `_fetch_terminal_tolerant`): read, never retried."""
+    if resp.status_code == 422:
+        return True
+    body = json_body(resp)
+    return isinstance(body, dict) and str(body.get("status", "")).upper() in ("FAILED",
+                                                                               "COMPLETED")
+
+
+def _find_output(output, depth: int = 0) -> str | None:
     """The first usable reference in Segmind's loosely specified `output`: a URL, a data URI
-    or raw base64, possibly inside a list or dict."""
+    or raw base64, possibly inside a list or dict — or any of these stringified as JSON (v2
+    double-encodes the model's output: `"\\"https://…\\""`, `"[…]"`, `"{…}"`)."""
+    if depth > 8:
+        return None
     if isinstance(output, str) and output.strip():
-        return output.strip()
+        text = output.strip()
+        if text[0] in "\"[{":
+            try:
+                return _find_output(json.loads(text), depth + 1)
+            except ValueError:
+                pass
+        return text
     if isinstance(output, list):
         for item in output:
-            found = _find_output(item)
+            found = _find_output(item, depth + 1)
             if found:
                 return found
     if isinstance(output, dict):
         for key in ("glb", "model", "url", "mesh", "output", "file"):
-            found = _find_output(output.get(key))
+            found = _find_output(output.get(key), depth + 1)
             if found:
                 return found
         for value in output.values():
-            found = _find_output(value)
+            found = _find_output(value, depth + 1)
             if found:
                 return found
     return None

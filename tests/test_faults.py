@@ -164,17 +164,6 @@ def test_accepted_submit_whose_answer_is_lost_is_not_sent_again(run, emulator, p
     assert len(emulator.requests(contains=SUBMIT_PATH[provider], method="POST")) == 1
 
 
-def test_runware_lost_answer_is_resent_with_the_same_task_uuid(run, emulator):
-    emulator.fault(is_runware_submit, Reply(502, "<html>Bad Gateway</html>",
-                                            content_type="text/html"), after_service=True)
-    objects, job = run("runware_sam3d")
-    assert isinstance(objects, list), objects
-    sent = [req.json[0]["taskUUID"] for req in emulator.requests(contains="/runware/")
-            if is_runware_submit(req)]
-    assert len(sent) == 2 and sent[0] == sent[1] == job.remote_id
-    assert emulator.runware.billed == 1
-
-
 # -- broken transfers and wrong bodies -------------------------------------------------------------
 def test_connection_reset_mid_download_is_retried(run, emulator, fixtures):
     glb = fixtures.glb("blob")
