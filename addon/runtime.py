@@ -11,7 +11,7 @@ import threading
 
 import bpy
 
-from ..errors import AuthError, NetworkBlocked, remember_secrets
+from ..errors import AuthError, NetworkBlocked, Recon3DError, remember_secrets
 from ..jobs import DEFAULT_MAX_IN_FLIGHT, Engine
 from ..providers import REGISTRY, ProviderSettings, provider_class, resolve_base_url
 from ..providers.http import is_loopback
@@ -20,6 +20,12 @@ from . import EXTENSION_PACKAGE, preferences
 _engine: Engine | None = None
 _settings: dict[str, ProviderSettings] = {}
 _settings_lock = threading.Lock()
+
+
+def online_access() -> bool:
+    """Blender's Preferences › System › Network › Allow Online Access (read-only in Python;
+    tests replace this function)."""
+    return bool(bpy.app.online_access)
 
 
 def data_dir() -> str:
@@ -68,7 +74,7 @@ def resolve_settings(provider_id: str) -> ProviderSettings:
     pref_url = getattr(prefs, cls.url_pref(), "") if prefs else ""
     return ProviderSettings(base_url=resolve_base_url(cls, pref_url),
                             credentials=credentials(provider_id),
-                            allow_online=bool(bpy.app.online_access))
+                            allow_online=online_access())
 
 
 def refresh_settings() -> None:
@@ -90,25 +96,35 @@ def settings_for(provider_id: str) -> ProviderSettings:
     return settings
 
 
-def check_ready_to_send(provider_id: str) -> ProviderSettings:
-    """Refuse, before anything is uploaded, a job that cannot be sent: no key, or the service
-    is on the internet while Blender's online access is off."""
+def send_blocker(provider_id: str) -> tuple[ProviderSettings, Recon3DError | None]:
+    """Why a job for this provider cannot be sent now — no key, a key with a space or an
+    invisible character inside, or a service on the internet while Blender's online access is
+    off — as the error to show, or None; with the settings it was decided on. The one
+    definition of these rules: the API raises it, the panel greys Generate out with it."""
     cls = provider_class(provider_id)
     settings = resolve_settings(provider_id)
     missing = cls.missing_keys(settings.credentials)
     if missing:
         names = " and ".join(k.label for k in missing)
-        raise AuthError(f"No {names} is set. {cls.key_hint()}")
+        return settings, AuthError(f"No {names} is set. {cls.key_hint()}")
     malformed = cls.malformed_keys(settings.credentials)
     if malformed:
         names = " and ".join(k.label for k in malformed)
-        raise AuthError(f"The {names} has a space, line break or other invisible character "
-                        f"inside, so it was not sent. Copy it again from your {cls.service} "
-                        f"account. {cls.key_hint()}")
+        return settings, AuthError(
+            f"The {names} has a space, line break or other invisible character inside, so it "
+            f"was not sent. Copy it again from your {cls.service} account. {cls.key_hint()}")
     if not settings.allow_online and not is_loopback(settings.base_url):
-        raise NetworkBlocked(
+        return settings, NetworkBlocked(
             f"Blender's online access is off, so Recon3D cannot send the job to {cls.service}. "
             f"Turn on Preferences › System › Network › Allow Online Access, then try again.")
+    return settings, None
+
+
+def check_ready_to_send(provider_id: str) -> ProviderSettings:
+    """Refuse, before anything is uploaded, a job that cannot be sent (`send_blocker`)."""
+    settings, blocker = send_blocker(provider_id)
+    if blocker is not None:
+        raise blocker
     with _settings_lock:
         _settings[provider_id] = settings
     return settings

@@ -108,9 +108,18 @@ class Lane:
                 # The step's own error handling failed (a journal write on a full disk): the
                 # job fails in memory, and this worker goes on, so the lane never stalls.
                 log.exception("Recon3D: the worker of job %s failed", job.id)
-                job.update(state="failed", error_code="internal", error=(
-                    f"Recon3D could not record this job's progress ({type(exc).__name__}: "
-                    f"{exc}). Make room on the disk of the Recon3D data folder (or check "
-                    f"its permissions); a result already made is still at the service."))
+                job.update(state="failed", error_code="internal", error=unexpected_failure(exc))
                 if self.notify is not None:
                     self.notify(job.id)
+
+
+def unexpected_failure(exc: BaseException, job_dir: str = "") -> str:
+    """What the artist reads when a job fails on something Recon3D did not expect: a disk or
+    permission problem of the data folder (the journal could not be written), or a bug."""
+    if isinstance(exc, OSError):
+        return (f"Recon3D could not record this job's progress ({type(exc).__name__}: {exc}). "
+                f"Make room on the disk of the Recon3D data folder (or check its permissions); "
+                f"a result already made is still at the service.")
+    kept = f" The job's files are kept in {job_dir}." if job_dir else ""
+    return f"Recon3D hit an unexpected problem ({type(exc).__name__}: {exc}).{kept} Please " \
+           f"report this."

@@ -13,7 +13,7 @@ import time
 
 from ..errors import Canceled, JobFailed, Recon3DError, ServiceError
 from ..providers import JobInputs, PollStatus, make_provider
-from .lanes import Lane, StopSignal, Stopped
+from .lanes import Lane, StopSignal, Stopped, unexpected_failure
 from .model import Job
 from .polling import next_poll_interval
 
@@ -61,9 +61,8 @@ class Worker:
                 self.engine._set(job, state="failed", error=str(exc), error_code=exc.code)
         except Exception as exc:  # a bug: the artist still gets a sentence, the console the trace
             log.exception("Recon3D job %s failed unexpectedly", job.id)
-            self.engine._set(job, state="failed", error_code="internal", error=(
-                f"Recon3D hit an unexpected problem ({type(exc).__name__}: {exc}). The job's "
-                f"files are kept in {self.engine.job_dir(job)}; please report this."))
+            self.engine._set(job, state="failed", error_code="internal",
+                             error=unexpected_failure(exc, self.engine.job_dir(job)))
 
     def _submit(self, job, provider, inputs, lane, stop) -> None:
         state = dict(job.service_data)

@@ -6,19 +6,11 @@ from __future__ import annotations
 
 import os
 
-import bpy
-
 from ..addon import preferences, runtime
 from ..errors import InputError
 from .. import api
 from ..providers import JobInputs, Provider, provider_class
 from ..providers.declaration import as_boxes, as_points
-from ..providers.http import is_loopback
-
-
-def online_access() -> bool:
-    """Blender's Preferences › System › Network › Allow Online Access (tests replace this)."""
-    return bool(bpy.app.online_access)
 
 
 def key_sources(provider_id: str) -> list[tuple[object, str]]:
@@ -82,19 +74,9 @@ def submit_blocker(context) -> str | None:
     cls = form.provider_class()
     if form.photo() is None:
         return "Choose a photo first (an image, the Render Result or an image file)."
-    missing = [key for key, source in key_sources(cls.id) if source == "missing"]
-    if missing:
-        return (f"No {' and '.join(k.label for k in missing)} is set: add it in "
-                f"Preferences › Add-ons › Recon3D.")
-    settings = runtime.resolve_settings(cls.id)
-    malformed = cls.malformed_keys(settings.credentials)
-    if malformed:
-        return (f"The {' and '.join(k.label for k in malformed)} has a space or an invisible "
-                f"character inside: copy it again from your {cls.service} account.")
-    base_url = settings.base_url
-    if not online_access() and not is_loopback(base_url):
-        return (f"Online access is off, so nothing can be sent to {cls.service}: turn on "
-                f"Preferences › System › Network › Allow Online Access.")
+    _, blocker = runtime.send_blocker(cls.id)
+    if blocker is not None:
+        return str(blocker)
     try:       # the model's own rules, as api.submit applies them before anything is sent
         args = job_arguments(form)
         cls.validate(JobInputs(image_path="", image_size=(1 << 30, 1 << 30),

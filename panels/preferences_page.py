@@ -34,7 +34,7 @@ def draw_preferences(prefs, layout, context) -> None:
     folder = runtime.data_dir()
     row = layout.row()
     row.label(text=f"Results: {folder} ({_folder_size(folder)})", icon="FILE_FOLDER")
-    if not checks.online_access():
+    if not runtime.online_access():
         layout.label(text="Online access is off: Recon3D can only reach services on this "
                           "machine. Turn it on in System › Network.", icon="ERROR")
 

@@ -295,7 +295,7 @@ def _generate_variants(ui, cls):
 
     def online_off():
         form.image = ui.photo
-        ui.monkeypatch.setattr(ui.checks, "online_access", lambda: False)
+        ui.monkeypatch.setattr(ui.runtime, "online_access", lambda: False)
         ui.monkeypatch.delenv(cls.url_env, raising=False)
 
     def online_off_local_service():
@@ -399,9 +399,9 @@ def test_generate_is_greyed_out_for_each_reason(ui):
     assert "has no option 'unknownParameter'" in ui.checks.submit_blocker(bpy.context)
     form.extra_options.clear()
     assert ui.checks.submit_blocker(bpy.context) is None
-    ui.monkeypatch.setattr(ui.checks, "online_access", lambda: False)
+    ui.monkeypatch.setattr(ui.runtime, "online_access", lambda: False)
     ui.monkeypatch.delenv(cls.url_env)
-    assert "Online access is off" in ui.checks.submit_blocker(bpy.context)
+    assert "online access is off" in ui.checks.submit_blocker(bpy.context)
     _reset(ui, cls)
 
 
