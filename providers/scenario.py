@@ -15,7 +15,7 @@ import os
 
 import requests
 
-from ..errors import AuthError, ServiceError
+from ..errors import ServiceError
 from .base import Capabilities, JobInputs, KeySpec, PollStatus, Provider
 from .declaration import load_options
 from .files import read_base64
