@@ -34,12 +34,12 @@ CODES: dict[str, Code] = {
     # refused locally: nothing was sent
     "input": Code(),
     "offline": Code(refetch=True),            # turn online access on, then retry
-    "auth": Code(),
+    "auth": Code(refetch=True),               # a job already at the service: fix the key, retry
     "not_ready": Code(),
     "elsewhere": Code(),                      # another Blender runs this job
     # the service said no
-    "credits": Code(),
-    "forbidden": Code(),
+    "credits": Code(refetch=True),
+    "forbidden": Code(refetch=True),
     "not_found": Code(),
     "expired": Code(),                        # the service no longer keeps the job's result
     "retired": Code(),

@@ -63,7 +63,7 @@ def credentials(provider_id: str) -> dict:
     creds = {}
     for key in cls.keys:
         value = getattr(prefs, key.pref, "") if prefs else ""
-        creds[key.pref] = (value or os.environ.get(key.env, "")).strip()
+        creds[key.pref] = (value.strip() or os.environ.get(key.env, "")).strip()
     remember_secrets(creds.values())          # masked wherever text is scrubbed
     return creds
 

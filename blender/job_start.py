@@ -37,13 +37,30 @@ def start_job(image, provider: str, *, auto_import: dict | None = None, **reques
 
 
 def estimate_job(image, provider: str, **request_kw) -> float | None:
-    """The same checks and preparation as `start_job`, into a throwaway folder, then the
-    provider's price for the job (None when its service cannot say); nothing billable is sent
-    (see api.estimate)."""
+    """The price of a job before it runs (see api.estimate): `prepare_estimate`, then ask."""
+    return prepare_estimate(image, provider, **request_kw)()
+
+
+def prepare_estimate(image, provider: str, **request_kw):
+    """Main thread: the same checks and preparation as `start_job`, into a throwaway folder.
+    Returns `ask()`, which makes the network calls (any thread: it touches no bpy) and gives
+    the provider's price for the job (None when its service cannot say); nothing billable is
+    sent. The folder is removed when `ask` has run."""
     request = JobRequest(provider, **request_kw)
-    with tempfile.TemporaryDirectory(prefix="recon3d-estimate-") as work_dir:
+    work_dir = tempfile.mkdtemp(prefix="recon3d-estimate-")
+    try:
         job_inputs = request.prepare(work_dir, image)
-        return make_provider(provider, request.settings).estimate(job_inputs)
+    except BaseException:
+        shutil.rmtree(work_dir, ignore_errors=True)
+        raise
+
+    def ask() -> float | None:
+        try:
+            return make_provider(provider, request.settings).estimate(job_inputs)
+        finally:
+            shutil.rmtree(work_dir, ignore_errors=True)
+
+    return ask
 
 
 def fetch_again(job: Job) -> Job:

@@ -77,6 +77,11 @@ def _announce(job) -> None:
     _announced.add((job.id, job.state))
     level, text = ANNOUNCE[job.state]
     message = text.format(label=job.label or job.id, error=job.error or "no reason given")
+    if bpy.app.background:
+        # No status bar: the console gets it, in the words of an operator's report (calling
+        # the operator from a batch's wait loop crashed headless Blender 4.5).
+        print(f"{level.capitalize()}: {message}", flush=True)
+        return
     with _ui_context():
         try:
             bpy.ops.recon3d.notify(message=message, level=level)
@@ -126,6 +131,16 @@ def _redraw() -> None:
         for area in window.screen.areas:
             if area.type == "VIEW_3D":
                 area.tag_redraw()
+
+
+def redraw_while(busy) -> None:
+    """Redraw the sidebar a few times a second while `busy()` holds, and once after (for
+    work a thread does on the artist's behalf, such as asking a price)."""
+    def tick():
+        _redraw()
+        return REDRAW_SECONDS if busy() else None
+    if not bpy.app.background:
+        bpy.app.timers.register(tick, first_interval=REDRAW_SECONDS)
 
 
 def _tick():

@@ -136,8 +136,11 @@ class Engine(SharedFolder):
             job.owner = None
             job.cancel_event.clear()
             self._ran.add(job.id)
-            self._set(job, state="downloading" if job.service_data.get("result_refs")
-                      is not None else "running", error=None, error_code=None, finished_at=None)
+            # Poll again rather than reuse the journaled result references: a poll never
+            # bills, and it hands out fresh download addresses (signed URLs expire).
+            data = {k: v for k, v in job.service_data.items() if k != "result_refs"}
+            self._set(job, state="running", service_data=data, error=None, error_code=None,
+                      finished_at=None)
             self._enqueue(job, "poll")
 
     def mark_imported(self, job: Job, object_names: list[str]) -> None:

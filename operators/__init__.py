@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import os
+import threading
 
 import bpy
 from bpy.props import EnumProperty, IntProperty, StringProperty
 
 from .. import api
+from ..blender import job_start, main_thread
 from ..addon import runtime
 from . import checks, connection, picker
 
@@ -182,6 +184,8 @@ class RECON3D_OT_extra_option_remove(bpy.types.Operator):
 #: prices asked for with Ask the Price: (model, photo, options) → the answer, in the service's
 #: units; the panel shows the one matching the form now
 prices: dict[tuple, object] = {}
+#: the threads asking (tests join them)
+price_threads: list = []
 
 
 def price_key(form) -> tuple:
@@ -207,23 +211,27 @@ class RECON3D_OT_estimate_cost(bpy.types.Operator):
 
     def execute(self, context):
         form = context.scene.recon3d
-        _cursor(context, "WAIT")          # it waits on the service for a few seconds
-        try:
-            value = api.estimate(form.photo(), form.provider, **checks.job_arguments(form))
+        key = price_key(form)
+        try:       # checks and input preparation here (bpy); the network on a thread
+            ask = job_start.prepare_estimate(form.photo(), form.provider,
+                                             **checks.job_arguments(form))
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        finally:
-            _cursor(context, "DEFAULT")
-        prices[price_key(form)] = value
-        self.report({"INFO"}, f"Recon3D: this job would cost {value}." if value is not None
-                    else "Recon3D: the service did not give a price for this job.")
+        prices[key] = "Asking the service…"
+
+        def run():
+            try:
+                prices[key] = ask()
+            except Exception as exc:    # shown where the price would be, never raised
+                prices[key] = str(exc) if isinstance(exc, api.Recon3DError) else \
+                    f"Could not ask ({type(exc).__name__})"
+
+        thread = threading.Thread(target=run, name="recon3d-price", daemon=True)
+        price_threads.append(thread)
+        thread.start()
+        main_thread.redraw_while(thread.is_alive)
         return {"FINISHED"}
-
-
-def _cursor(context, kind: str) -> None:
-    if context.window is not None:
-        context.window.cursor_set(kind)
 
 
 class RECON3D_OT_notify(bpy.types.Operator):

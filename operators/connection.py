@@ -17,7 +17,6 @@ from bpy.props import StringProperty
 from ..addon import preferences, runtime
 from ..errors import Recon3DError, code_info
 from ..providers import make_provider
-from ..providers.http import is_loopback
 
 #: a well-formed id no service has (some services check the id's shape before the key)
 PROBE_JOB_ID = "00000000-0000-4000-8000-000000000000"
@@ -74,13 +73,9 @@ def start(service: str) -> threading.Thread | None:
     if cls is None:
         _set(service, "bad", f"Recon3D has no model on {service}.")
         return None
-    settings = runtime.resolve_settings(cls.id)
-    missing = cls.missing_keys(settings.credentials)
-    if missing:
-        _set(service, "bad", f"No {' and '.join(k.label for k in missing)} is set.")
-        return None
-    if not settings.allow_online and not is_loopback(settings.base_url):
-        _set(service, "bad", "Online access is off (Preferences › System › Network).")
+    settings, blocker = runtime.send_blocker(cls.id)
+    if blocker is not None:
+        _set(service, "bad", str(blocker))
         return None
     _set(service, "testing", f"Asking {service}…")
     thread = threading.Thread(target=_probe, args=(service, cls.id, settings),

@@ -47,7 +47,8 @@ class RECON3D_PT_generate(Sidebar, bpy.types.Panel):
             row = layout.row(align=True)
             price = operators.prices.get(operators.price_key(form), _UNASKED)
             row.label(text="Price not asked yet" if price is _UNASKED else
-                      f"Costs {price}" if price is not None else "No price given",
+                      "No price given" if price is None else
+                      f"Costs {price}" if isinstance(price, (int, float)) else str(price),
                       icon="FUND")
             row.operator("recon3d.estimate_cost", text="", icon="FILE_REFRESH")
         cost = cost_hint(cls.id)

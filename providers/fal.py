@@ -44,7 +44,7 @@ from .messages import describe_status, failure_reason, json_body
 #: fal keeps results of 10 KB or more for about this long (1 hour for smaller ones)
 RESULT_KEPT_MINUTES = 6
 #: answers to a billing request that prove fal's queue never saw it
-GATEWAY_STATUSES = frozenset({502, 503, 504})
+GATEWAY_STATUSES = frozenset({502, 503})     # a 504 may come after a proxy forwarded it
 
 
 class FalProvider(Provider):

@@ -46,6 +46,8 @@ class StopSignal(Protocol):
 
     def wait(self, seconds: float) -> bool: ...
 
+    def raise_if_stopped(self) -> None: ...
+
 
 def is_loopback(url: str) -> bool:
     host = (urlsplit(url).hostname or "").strip("[]").lower()
@@ -141,6 +143,7 @@ class HttpClient:
     def _wait(self, seconds: float) -> None:
         if self.stop is not None:
             if self.stop.wait(seconds):
+                self.stop.raise_if_stopped()      # Canceled, or the engine stopping
                 raise Canceled("The job was canceled.")
         else:
             self._sleep(seconds)
@@ -200,6 +203,18 @@ class HttpClient:
                 if attempt >= policy.attempts:
                     raise _transport_error(service, exc) from None
             else:
+                if not stream and _cut_off(resp):
+                    # urllib3 1.26 (Blender 4.2) hands over a short body without a word;
+                    # urllib3 2 raises, above. Either way the answer is lost.
+                    resp.close()
+                    if billing:
+                        raise ambiguous_submit(service, f"The answer from {service} was cut "
+                                                        f"off while the job was being sent.")
+                    if attempt >= policy.attempts:
+                        raise ServiceError(f"{service}'s answers keep breaking off. Try again "
+                                           f"in a few minutes.", code="unreachable")
+                    self._wait(policy.delay(attempt, None))
+                    continue
                 if resp.ok or resp.status_code in ok_statuses or (read_if and read_if(resp)):
                     return resp
                 retryable = self.not_accepted(resp) if billing else \
@@ -332,6 +347,14 @@ def _wire_bytes(resp: requests.Response, decoded: int) -> int:
         return int(tell()) if tell is not None else decoded
     except (TypeError, ValueError, OSError):
         return decoded
+
+
+def _cut_off(resp: requests.Response) -> bool:
+    """A body shorter than its declared Content-Length (a connection reset mid-answer)."""
+    length = resp.headers.get("Content-Length", "")
+    if not length.isdigit() or resp.headers.get("Content-Encoding"):
+        return False
+    return len(resp.content) < int(length)
 
 
 def _transport_error(service: str, exc: Exception) -> Recon3DError:

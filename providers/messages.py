@@ -69,6 +69,7 @@ def reason_from_response(resp: requests.Response) -> str | None:
 #: status → (error code, what the service says, what to do); "{service}" and "{key_hint}" are
 #: filled in. Providers pass their own lines for what their service says differently.
 GENERAL_ANSWERS: dict[int, tuple[str, str, str]] = {
+    408: ("timeout", "it gave up waiting for the request", "Try again in a few minutes."),
     401: ("auth", "the API key is invalid or missing", "{key_hint}"),
     402: ("credits", "your account has no credits or balance left",
           "Top up your {service} account, then try again."),

@@ -12,6 +12,7 @@ import uuid
 import requests
 
 from ..errors import Recon3DError, ServiceError
+from .billing import ambiguous_submit
 from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Provider
 from .files import data_uri
 from .messages import describe_status, failure_reason, json_body
@@ -106,9 +107,11 @@ class RunwareSam3D(Provider):
             # send was recorded although its answer was lost) — that means accepted.
             return task_uuid
         if known is False:
-            raise ServiceError(f"Runware did not take the job: {RESEND_ROUNDS} sends went "
-                               f"unanswered and it has no record of them, so nothing was "
-                               f"billed. Try again in a few minutes.", code="service_down")
+            # "Not found" may only mean the first send is not recorded yet: never "not
+            # billed" (billing.py rule 2).
+            raise ambiguous_submit(self.service, f"Runware did not answer {RESEND_ROUNDS} "
+                                                 f"sends of this job and has no record of it "
+                                                 f"yet.")
         # No answer either way: polling finds out without sending again (a task the service
         # never recorded ends as "never accepted, so not billed").
         return task_uuid

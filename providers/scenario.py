@@ -94,8 +94,10 @@ class ScenarioProvider(Provider):
         not billed) first; the job that follows uploads its own."""
         state: dict = {}
         self.upload_inputs(inputs, state)
+        # billing=True: should a service ever ignore dryRun, an unanswered send is not
+        # repeated (each could start a paid job), and a job it did start is canceled below.
         resp = self.http.request("POST", f"/generate/custom/{self.model}?dryRun=true",
-                                 json_data=self.build_body(inputs, state))
+                                 json_data=self.build_body(inputs, state), billing=True)
         data = json_body(resp)
         job = data.get("job") if isinstance(data, dict) else None
         if resp.status_code != 269 and isinstance(job, dict) and job.get("jobId"):
