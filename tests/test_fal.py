@@ -235,7 +235,7 @@ NGINX = "<html><head><title>502 Bad Gateway</title></head><body>nginx</body></ht
 
 @pytest.mark.parametrize("status, headers, after_service, resent", [
     (502, {}, False, True),                       # ingress page: fal never saw it
-    (504, {}, False, True),
+    (504, {}, False, False),                      # a proxy may answer 504 after forwarding
     (429, {"Retry-After": "0"}, False, True),     # "not now"
     (503, {"x-fal-request-id": "r-1"}, True, False),   # fal's own server: may have run
     (500, {}, True, False),                       # a 500 proves nothing either way
@@ -249,7 +249,8 @@ def test_5xx_on_submit_is_sent_again_only_when_fal_cannot_have_accepted_it(
     job = api.submit(fixtures.path("photo.png"), "fal_trellis2")
     job.wait(30)
     posts = [r for r in emulator.requests(server="api") if is_submit("fal_trellis2")(r)]
-    assert emulator.fal.billed == 1 and len(emulator.fal.submits) == 1
+    billed = 1 if resent or after_service else 0
+    assert emulator.fal.billed == billed and len(emulator.fal.submits) == billed
     if resent:
         assert job.state == "ready", job.error
         assert len(posts) == 2

@@ -80,14 +80,17 @@ def test_runware_conflict_task_uuid_on_a_resend_means_accepted(api, emulator, fi
 
 
 def test_runware_never_recorded_send_fails_clearly_without_a_task(api, emulator, fixtures):
-    """Every send lost before the service kept it, and the service says so: a clear failure,
-    nothing billed (the taskUUID proves it), never an endless wait."""
+    """Every send lost before the service kept it: a clear failure after a bounded few sends of
+    the same task, never an endless wait. "No record yet" may only mean the first send is not
+    recorded, so the message says it may have been billed (billing.py rule 2), never "not
+    billed"."""
     serve(emulator, "runware_sam3d", [fixtures.glb("blob")])
     emulator.fault(is_runware_submit, Reply(502, "<html>Bad Gateway</html>",
                                             content_type="text/html"), times=99)
     job = api.submit(fixtures.path("photo.png"), "runware_sam3d")
     assert job.wait(60).state == "failed"
-    assert "did not take the job" in job.error and "nothing was billed" in job.error
+    assert job.error_code == "ambiguous_submit" and "has no record of it yet" in job.error
+    assert "check your Runware dashboard" in job.error
     assert emulator.runware.billed == 0
     sent = [r.json[0]["taskUUID"] for r in emulator.requests(contains="/runware/")
             if is_runware_submit(r)]
