@@ -14,6 +14,7 @@ import pytest
 from conftest import PKG, bottom_centre, count_data
 from emulator import Reply, TEST_KEYS, wait_until
 from emulator.fal import model_error, sample_splat, validation_error
+from test_providers import reconstruct_on_the_cursor
 
 FAL_IDS = ("fal_sam3d", "fal_pixal3d", "fal_trellis2", "fal_hunyuan3d")
 CASES = {
@@ -39,15 +40,7 @@ def meshes(objects):
 @pytest.mark.parametrize("provider", FAL_IDS)
 def test_each_fal_model_reconstructs_on_the_cursor(api, emulator, fixtures, provider):
     emulator.fal.results = [fixtures.glb("sam3d_posed")]
-    bpy.context.scene.cursor.location = (-1.0, 2.0, 0.5)
-    objects = api.reconstruct(fixtures.path("photo.png"), provider=provider, **CASES[provider])
-    assert [o.type for o in objects] == ["MESH"]
-    assert all(tuple(o.scale) == (1.0, 1.0, 1.0) for o in objects)
-    centre, low, high = bottom_centre(objects)
-    assert np.allclose(centre, (-1.0, 2.0, 0.5), atol=1e-5)
-    meta = fixtures.meta("sam3d_posed")
-    assert np.allclose(high - low, np.array(meta["high"]) - np.array(meta["low"]), rtol=1e-4)
-    assert [o for o in bpy.data.objects if o.type == "EMPTY"] == []
+    objects = reconstruct_on_the_cursor(api, fixtures, provider, CASES[provider])
     mat = objects[0].data.materials[0]                 # vertex colours wired in
     assert any(n.type == "VERTEX_COLOR" for n in mat.node_tree.nodes)
     # One accepted submit, to the endpoint's own path, valid for its schema, with the key.

@@ -44,8 +44,15 @@ CASES = {
 @pytest.mark.parametrize("provider", list(CASES))
 def test_each_provider_reconstructs_on_the_cursor(api, emulator, fixtures, provider):
     serve(emulator, provider, [fixtures.glb("sam3d_posed")])
+    reconstruct_on_the_cursor(api, fixtures, provider, CASES[provider])
+    assert billed(emulator, provider) == 1
+
+
+def reconstruct_on_the_cursor(api, fixtures, provider, kwargs) -> list:
+    """The SAM-3D-like fixture through `provider`: one mesh, bottom-centre on the cursor, the
+    GLB's own size, scale applied, no wrapper Empty left. Returns the objects."""
     bpy.context.scene.cursor.location = (-1.0, 2.0, 0.5)
-    objects = api.reconstruct(fixtures.path("photo.png"), provider=provider, **CASES[provider])
+    objects = api.reconstruct(fixtures.path("photo.png"), provider=provider, **kwargs)
     assert [o.type for o in objects] == ["MESH"]
     assert all(tuple(o.scale) == (1.0, 1.0, 1.0) for o in objects)
     centre, low, high = bottom_centre(objects)
@@ -53,7 +60,7 @@ def test_each_provider_reconstructs_on_the_cursor(api, emulator, fixtures, provi
     meta = fixtures.meta("sam3d_posed")
     assert np.allclose(high - low, np.array(meta["high"]) - np.array(meta["low"]), rtol=1e-4)
     assert [o for o in bpy.data.objects if o.type == "EMPTY"] == []
-    assert billed(emulator, provider) == 1
+    return objects
     job = api.jobs()[-1]
     assert job.provider == provider and job.state == "imported"
 
