@@ -14,7 +14,7 @@ import bpy
 from ..errors import AuthError, NetworkBlocked, Recon3DError, remember_secrets
 from ..jobs import DEFAULT_MAX_IN_FLIGHT, Engine
 from ..providers import REGISTRY, ProviderSettings, provider_class, resolve_base_url
-from ..providers.http import is_loopback
+from ..providers.addresses import is_loopback
 from . import EXTENSION_PACKAGE, preferences
 
 _engine: Engine | None = None

@@ -38,7 +38,7 @@ import requests
 from ..errors import AuthError, InputError, ServiceError
 from .base import JobInputs, KeySpec, PollStatus, Provider
 from .files import MAX_RESULT_BYTES, check_model_bytes, data_uri, sniff_file
-from .http import scheme_host_port
+from .addresses import scheme_host_port
 from .messages import describe_status, failure_reason, json_body
 
 #: fal keeps results of 10 KB or more for about this long (1 hour for smaller ones)

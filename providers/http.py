@@ -19,7 +19,6 @@ Error bodies are turned into messages by the provider (`Provider.describe_error`
 """
 from __future__ import annotations
 
-import ipaddress
 import os
 import time
 from dataclasses import dataclass, field
@@ -29,6 +28,7 @@ from urllib.parse import urljoin, urlsplit
 import requests
 
 from ..errors import Canceled, NetworkBlocked, Recon3DError, ResultError, ServiceError
+from .addresses import is_internal, is_loopback, scheme_host_port
 from .billing import NOT_ACCEPTED_STATUSES, ambiguous_submit, never_sent
 from .files import remove_quietly
 from .messages import describe_download_error, json_body
@@ -47,35 +47,6 @@ class StopSignal(Protocol):
     def wait(self, seconds: float) -> bool: ...
 
     def raise_if_stopped(self) -> None: ...
-
-
-def is_loopback(url: str) -> bool:
-    host = (urlsplit(url).hostname or "").strip("[]").lower()
-    if host == "localhost" or host.endswith(".localhost"):
-        return True
-    try:
-        return ipaddress.ip_address(host).is_loopback
-    except ValueError:
-        return False
-
-
-def is_internal(url: str) -> bool:
-    """Is `url` on this machine or a private/link-local network (by name or address)?"""
-    if is_loopback(url):
-        return True
-    host = (urlsplit(url).hostname or "").strip("[]").lower()
-    try:
-        address = ipaddress.ip_address(host)
-    except ValueError:
-        return host.endswith((".local", ".internal")) or "." not in host
-    address = getattr(address, "ipv4_mapped", None) or address
-    return not address.is_global
-
-
-def scheme_host_port(url: str) -> tuple[str, str, int]:
-    parts = urlsplit(url)
-    port = parts.port or (443 if parts.scheme == "https" else 80)
-    return parts.scheme, (parts.hostname or "").lower(), port
 
 
 @dataclass

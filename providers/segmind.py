@@ -21,7 +21,7 @@ from .base import Capabilities, JobInputs, KeySpec, OptionSpec, PollStatus, Prov
 from .files import (MAX_RESULT_BYTES, MODEL_KINDS, capped, check_model_bytes,
                     extract_glb_from_zip, read_base64, remove_quietly, sniff, sniff_file,
                     write_capped)
-from .http import scheme_host_port
+from .addresses import scheme_host_port
 from .messages import describe_status, failure_reason, json_body, reason_from_response
 
 MODEL_PATH = "/v2/sam-3d-objects"
