@@ -18,6 +18,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+sys.dont_write_bytecode = True     # nothing a tool runs may land in the source tree
+
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import blenders  # noqa: E402
 

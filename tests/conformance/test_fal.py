@@ -6,7 +6,6 @@ protocol. Runs in the SDK venv (tools/conformance.py), never inside Blender; not
 from __future__ import annotations
 
 import base64
-import socket
 import struct
 import sys
 import time
@@ -17,11 +16,11 @@ import pytest
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-fal_client = pytest.importorskip("fal_client")
+import fal_client  # noqa: E402  (the SDK venv has it: a missing one must fail, not skip)
 import httpx  # noqa: E402  (fal-client's own dependency)
 from fal_client import client as fal_module  # noqa: E402
 
-from emulator import TEST_KEYS, Emulator, Reply  # noqa: E402
+from emulator import TEST_KEYS, Reply  # noqa: E402
 from emulator.fal import SH_C0, model_error, sample_splat  # noqa: E402
 
 SAM = "fal-ai/sam-3/3d-objects"
@@ -41,25 +40,6 @@ def png(width: int, height: int) -> bytes:
 
 PNG = png(4, 3)
 DATA_URI = "data:image/png;base64," + base64.b64encode(PNG).decode()
-
-
-@pytest.fixture(scope="module")
-def emu():
-    emulator = Emulator()
-    yield emulator
-    emulator.close()
-
-
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch):
-    """Any connection to a host other than 127.0.0.1 fails the test."""
-    real_connect = socket.socket.connect
-
-    def connect(self, address):
-        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
-            raise AssertionError(f"connection outside loopback: {address}")
-        return real_connect(self, address)
-    monkeypatch.setattr(socket.socket, "connect", connect)
 
 
 @pytest.fixture
