@@ -5,6 +5,7 @@ from __future__ import annotations
 import statistics
 import struct
 import sys
+import time
 import types
 import zlib
 from pathlib import Path
@@ -55,3 +56,18 @@ def percentile(values, q: float) -> float:
 
 def median(values) -> float:
     return statistics.median(values) if values else float("nan")
+
+
+def time_ticks(tick, events, seconds: float) -> tuple[list[float], int]:
+    """Call the main-thread timer callback every 5 ms for `seconds`: the milliseconds each
+    call took, and how many job events were waiting for them in all."""
+    times, handled = [], 0
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        pending = events.qsize()
+        t0 = time.perf_counter()
+        tick()
+        times.append((time.perf_counter() - t0) * 1000)
+        handled += pending
+        time.sleep(0.005)
+    return times, handled

@@ -14,7 +14,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import fake_glb, median, percentile, tiny_png
+from common import fake_glb, median, percentile, time_ticks, tiny_png
 
 JOBS = 20
 SECONDS = 15.0
@@ -44,15 +44,7 @@ def main() -> int:
     assert all(j.state == "running" for j in jobs), [j.state for j in jobs]
 
     eng = recon3d.addon.runtime.running_engine()
-    times, handled = [], 0
-    end = time.monotonic() + SECONDS
-    while time.monotonic() < end:
-        pending = eng.events.qsize()
-        t0 = time.perf_counter()
-        bridge._tick()
-        times.append((time.perf_counter() - t0) * 1000)
-        handled += pending
-        time.sleep(0.005)
+    times, handled = time_ticks(bridge._tick, eng.events, SECONDS)
     polls = sum(j.polls for j in jobs)
     for job in jobs:
         api.cancel(job)

@@ -18,7 +18,7 @@ import tempfile
 import time
 from pathlib import Path
 
-from common import fake_glb, median, percentile, tiny_png
+from common import fake_glb, median, percentile, time_ticks, tiny_png
 
 HERE = Path(__file__).resolve().parent
 
@@ -45,15 +45,7 @@ def child(args) -> None:
         time.sleep(0.01)
     listed_foreign = len(foreign())
 
-    times, handled = [], 0
-    end = time.monotonic() + args.seconds
-    while time.monotonic() < end:
-        pending = eng.events.qsize()
-        t0 = time.perf_counter()
-        bridge._tick()
-        times.append((time.perf_counter() - t0) * 1000)
-        handled += pending
-        time.sleep(0.005)
+    times, handled = time_ticks(bridge._tick, eng.events, args.seconds)
     deadline = time.monotonic() + args.duration * 3
     while time.monotonic() < deadline and not all(j.done for j in mine):
         bridge._tick()
