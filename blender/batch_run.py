@@ -22,7 +22,7 @@ from ..addon import runtime
 from ..errors import InputError, Recon3DError
 from ..jobs import Job
 from ..jobs.batches import BatchManifest, item_key
-from ..jobs.model import WAIT_TERMINAL
+from ..jobs.model import WAIT_TERMINAL, new_job_id
 from . import batch, importer, main_thread
 from .job_start import JobRequest, fetch_again, start_job
 
@@ -199,9 +199,16 @@ def _start(result: BatchResult, index: int, manifest: BatchManifest, photo: str,
             if eng.can_retry(job):
                 fetch_again(job)   # its result could not be fetched: fetch again, unbilled
         else:
-            with _sigint_deferred():     # never lose the id of a job the service may bill
-                job = start_job(photo, result.provider, **kw)
-                manifest.set_job(index, job.id)
+            # The id is on disk before the job can be sent: a crash or Ctrl-C at any point
+            # leaves a batch record that names every job the service may bill.
+            job_id = new_job_id()
+            manifest.set_job(index, job_id)
+            with _sigint_deferred():     # Ctrl-C waits until the job is handed over
+                try:
+                    job = start_job(photo, result.provider, job_id=job_id, **kw)
+                except BaseException:
+                    manifest.set_job(index, None)      # refused before anything was sent
+                    raise
         result.job, result.state = job, job.state
     except Recon3DError as exc:
         result.state, result.error, result.error_code = "refused", str(exc), exc.code

@@ -19,11 +19,13 @@ from ..providers.declaration import as_boxes, as_points
 from . import inputs, main_thread
 
 
-def start_job(image, provider: str, *, auto_import: dict | None = None, **request_kw) -> Job:
-    """Check, prepare and queue a job; returns it at once (see api.submit)."""
+def start_job(image, provider: str, *, auto_import: dict | None = None,
+              job_id: str | None = None, **request_kw) -> Job:
+    """Check, prepare and queue a job; returns it at once (see api.submit). `job_id`: an id
+    the caller recorded beforehand (a batch, so a crash can never lose the job's id)."""
     request = JobRequest(provider, **request_kw)
     eng = runtime.engine()
-    job = Job(provider, {}, auto_import=dict(auto_import or {}))
+    job = Job(provider, {}, auto_import=dict(auto_import or {}), job_id=job_id)
     job_dir = eng.job_dir(job)
     try:
         job.inputs = request.prepare(job_dir, image).to_json()

@@ -13,9 +13,9 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import time
 
+from .journal import write_atomically
 from .model import new_job_id
 
 FOLDER = "batches"
@@ -96,7 +96,7 @@ class BatchManifest:
     def job_id(self, index: int) -> str | None:
         return self.data["items"][index].get("job")
 
-    def set_job(self, index: int, job_id: str) -> None:
+    def set_job(self, index: int, job_id: str | None) -> None:
         self.data["items"][index]["job"] = job_id
         self.save()
 
@@ -105,10 +105,6 @@ class BatchManifest:
         self.save()
 
     def save(self) -> None:
-        """Written whole to a temp file, then renamed over the old one."""
-        folder = os.path.dirname(self.path)
-        os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".batch-", suffix=".tmp", dir=folder)
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(self.data, fh, indent=1)
-        os.replace(tmp, self.path)
+        """Written whole and synced (a resume must find every job id a crash left)."""
+        os.makedirs(os.path.dirname(self.path), exist_ok=True)
+        write_atomically(self.path, json.dumps(self.data, indent=1))

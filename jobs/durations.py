@@ -13,8 +13,9 @@ from __future__ import annotations
 import json
 import os
 import statistics
-import tempfile
 import threading
+
+from .journal import write_atomically
 
 FILE = "durations.json"
 KEEP = 50            # windows kept per provider
@@ -60,9 +61,6 @@ class Durations:
         if not self.path:
             return
         try:
-            fd, tmp = tempfile.mkstemp(prefix=".durations-", dir=os.path.dirname(self.path))
-            with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                fh.write(text)
-            os.replace(tmp, self.path)
+            write_atomically(self.path, text)
         except OSError:
             pass          # only a hint for the poll schedule: never worth failing a job

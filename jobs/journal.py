@@ -39,18 +39,7 @@ class Journal:
         folder = self.job_dir(job.id)
         data = json.dumps(job.to_json(), indent=1, sort_keys=True)
         with self._lock:
-            fd, tmp = tempfile.mkstemp(prefix=".job-", suffix=".tmp", dir=folder)
-            try:
-                with os.fdopen(fd, "w", encoding="utf-8") as fh:
-                    fh.write(data)
-                    fh.flush()
-                    os.fsync(fh.fileno())
-                os.replace(tmp, os.path.join(folder, JOURNAL_NAME))
-            except BaseException:
-                if os.path.exists(tmp):
-                    os.remove(tmp)
-                raise
-            _fsync_dir(folder)
+            write_atomically(os.path.join(folder, JOURNAL_NAME), data)
 
     def ids(self) -> list[str]:
         """The job folders there are (some may have no entry yet)."""
@@ -106,6 +95,26 @@ def _unreadable(name: str, path: str, exc: Exception) -> Job:
     except OSError:
         pass
     return job
+
+
+def write_atomically(path: str, text: str) -> None:
+    """Temp file beside `path`, flush + fsync, rename over it, fsync the folder: after a crash
+    the file is either the old or the new one, never half of each (the journal, batch records,
+    learned durations)."""
+    folder = os.path.dirname(path)
+    fd, tmp = tempfile.mkstemp(prefix="." + os.path.basename(path) + "-", suffix=".tmp",
+                               dir=folder)
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.remove(tmp)
+        raise
+    _fsync_dir(folder)
 
 
 def _fsync_dir(path: str) -> None:
