@@ -18,7 +18,8 @@ from .errors import Recon3DError
 from .jobs import Job
 
 __all__ = ["BatchInterrupted", "BatchResult", "Job", "Recon3DError", "cancel", "estimate",
-           "get_job", "import_job", "jobs", "reconstruct", "reconstruct_many", "retry", "submit"]
+           "get_job", "import_job", "jobs", "reconstruct", "reconstruct_many", "remove", "retry",
+           "submit"]
 
 
 def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, points=None,
@@ -114,6 +115,16 @@ def retry(job) -> Job:
     """Fetch the result of a job that failed while downloading (or polling) again. The job
     is not sent again, so it is not billed again. Returns at once; `wait()` on the job."""
     return job_start.fetch_again(_job(job))
+
+
+def remove(job) -> int:
+    """Take a finished job (imported, ready, failed or canceled) off the list and delete its
+    folder in Recon3D's data folder: its record, photo copy and downloaded result — a "ready"
+    result not imported yet is lost. Returns the bytes freed. Objects imported from it stay in
+    the scene (an image of this file shown from that folder, the photo behind a matched
+    camera, is packed into the file first). Raises Recon3DError while the job is still being
+    sent, generated or downloaded (cancel it first) or when another Blender works on it."""
+    return runtime.engine().remove(_job(job), before_delete=importer.camera.pack_images_from)
 
 
 def _job(job) -> Job:

@@ -37,6 +37,7 @@ CODES: dict[str, Code] = {
     "auth": Code(refetch=True),               # a job already at the service: fix the key, retry
     "not_ready": Code(),
     "elsewhere": Code(),                      # another Blender runs this job
+    "busy": Code(),                           # the job is still working: cancel it first
     # the service said no
     "credits": Code(refetch=True),
     "forbidden": Code(refetch=True),
@@ -56,6 +57,7 @@ CODES: dict[str, Code] = {
     # the result file itself
     "result": Code(refetch=True),
     "import": Code(),
+    "removal": Code(),                        # a job's files could not be deleted
     # a submit whose fate is unknown: never sent again
     "ambiguous_submit": Code(billed=True),
     "interrupted_submit": Code(billed=True),

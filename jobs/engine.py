@@ -31,6 +31,7 @@ from .journal import Journal
 from .lanes import Lane
 from .model import ACTIVE, Job
 from .ownership import TAKEOVER_INTERVAL, Ownership
+from . import removal
 from .sharing import SharedFolder
 from .worker import TRANSIENT_GIVE_UP, Worker
 
@@ -63,6 +64,7 @@ class Engine(SharedFolder):
         self._running: set[str] = set()         # jobs a worker is on
         self._ran: set[str] = set()             # jobs this engine submitted or took over
         self._stamps: dict[str, tuple] = {}     # journal entry identity, as last read
+        self._removed: set[str] = set()         # jobs removed here: never listed again
         self._watcher: threading.Thread | None = None
         self._warned_unsupported = False
         self._sleep = sleep
@@ -151,13 +153,82 @@ class Engine(SharedFolder):
         """An import failed: the job stays 'ready' (files intact) so it can be imported again."""
         self._set(job, error=message, error_code="import")
 
+    def remove(self, job: Job, before_delete: Callable[[str], object] | None = None) -> int:
+        """Take a finished job off the list and delete its folder (its journal entry, photo
+        copy and downloaded results); returns the bytes freed. Objects imported from it stay
+        where they are. Refused (Recon3DError) while the job is still queued, sent, generated
+        or downloaded (cancel it first), while another Blender owns it, or when its folder is
+        not inside the data folder. A removed job is not read back from the journal: neither
+        by `resume()` nor by the watch on the shared folder. `before_delete(folder)` is called
+        once the job may go, before anything is deleted."""
+        job = self.get(job.id) or job
+        blocker = self.removal_blocker(job)
+        if blocker is not None:
+            raise blocker
+        folder = removal.job_folder(self.journal.jobs_dir, job.id)
+        self._wait_let_go(job)
+        with self._take_lock:
+            if not self._claim(job.id):
+                job.owner = self.ownership.owner_of(job.id) or job.owner
+                raise _owned_elsewhere(job)
+            try:
+                fresh = self.journal.load(job.id)  # its last owner may have moved it on
+                if fresh is not None:
+                    job.refresh_from(fresh)
+                if job.state in ACTIVE:
+                    raise _still_working(job)
+                freed = removal.folder_size(folder)
+                if before_delete is not None:
+                    before_delete(folder)
+                if os.name == "nt":      # a folder with an open file cannot be moved there
+                    self.ownership.release(job.id)
+                try:
+                    removal.delete_folder(folder, self.data_dir)
+                except OSError as exc:
+                    raise Recon3DError(
+                        f"Recon3D could not delete the files of “{job.label or job.id}” in "
+                        f"{folder} ({exc.strerror or exc}); the job stays listed. Close "
+                        f"programs that use them, then try again.", code="removal") from exc
+                with self._lock:
+                    self._removed.add(job.id)
+                    self._jobs.pop(job.id, None)
+                    self._stamps.pop(job.id, None)
+                    self._ran.discard(job.id)
+            finally:
+                self.ownership.release(job.id)
+        self.events.put(job.id)
+        return freed
+
+    def removal_blocker(self, job: Job) -> Recon3DError | None:
+        """Why `remove` would refuse the job now, as the error to show, or None (the one
+        definition of these rules: the Remove button is greyed out with it)."""
+        if job.owner is not None:
+            return _owned_elsewhere(job)
+        if job.state in ACTIVE:
+            return _still_working(job)
+        return None
+
+    def _wait_let_go(self, job: Job, timeout: float = 2.0) -> None:
+        """A job that has just finished may still have its worker making the last journal
+        write (see _run); that takes moments."""
+        deadline = time.monotonic() + timeout
+        while True:
+            with self._lock:
+                busy = job.id in self._busy or job.id in self._running
+            if not busy:
+                return
+            if time.monotonic() > deadline:
+                raise Recon3DError(f"“{job.label or job.id}” is still being saved; try again "
+                                   f"in a moment.", code="busy")
+            time.sleep(0.01)
+
     def resume(self) -> list[Job]:
         """List the journal's jobs and pick up the unfinished ones no other process owns
         (extension enabled, Blender started); the others' are taken over once they are gone."""
         resumed = []
         for job in self.journal.load_all():
             with self._lock:
-                if job.id in self._jobs:
+                if job.id in self._jobs or job.id in self._removed:
                     continue
                 self._jobs[job.id] = job
             if self.needs_work(job) and self._take(job):
@@ -281,6 +352,18 @@ def _next_step(job: Job) -> str | None:
     except Recon3DError:
         idempotent = False
     return billing.resume_step(job.state, job.submit_sent, job.remote_id, idempotent)
+
+
+def _owned_elsewhere(job: Job) -> Recon3DError:
+    who = f" ({job.owner.describe()})" if job.owner is not None else ""
+    return Recon3DError(f"Another Blender{who} is working on “{job.label or job.id}”; remove "
+                        f"it there, or here once that Blender is closed.", code="elsewhere")
+
+
+def _still_working(job: Job) -> Recon3DError:
+    return Recon3DError(f"“{job.label or job.id}” is still being sent, generated or "
+                        f"downloaded, so it cannot be removed: cancel it first (Cancel Job), "
+                        f"then remove it.", code="busy")
 
 
 def _service_name(provider_id: str) -> str:

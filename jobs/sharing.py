@@ -24,7 +24,8 @@ class SharedFolder:
         and take over those whose owner is gone. Runs every `takeover_interval` seconds on a
         thread of its own; costs a directory listing and a stat per job, a read per changed
         entry and a claim attempt (~20 µs) per unfinished job of another process."""
-        for job_id in self.journal.ids():
+        listed = self.journal.ids()
+        for job_id in listed:
             if self.stopping.is_set():
                 return
             if self.ownership.owns(job_id):
@@ -40,6 +41,8 @@ class SharedFolder:
                 self._stamps[job_id] = stamp
                 if job is None:
                     with self._lock:
+                        if job_id in self._removed:     # removed here while being read
+                            continue
                         job = self._jobs.setdefault(job_id, fresh)
                     self.events.put(job_id)
                 elif job.refresh_from(fresh):
@@ -48,6 +51,19 @@ class SharedFolder:
                 self._take(job)
             elif job.owner is not None:
                 job.owner = None
+                self.events.put(job_id)
+        self._forget_removed(set(listed))
+
+    def _forget_removed(self, listed: set) -> None:
+        """Jobs whose journal entry was seen here and whose folder is gone now were removed
+        by another Blender (`Engine.remove`): they leave this list too."""
+        for job_id in [i for i in list(self._stamps) if i not in listed]:
+            with self._lock:
+                if job_id in self._busy or self.ownership.owns(job_id):
+                    continue
+                self._stamps.pop(job_id, None)
+                gone = self._jobs.pop(job_id, None)
+            if gone is not None:
                 self.events.put(job_id)
 
     def _take(self, job: Job) -> bool:

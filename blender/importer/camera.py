@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import math
+import os
 
 import bpy
+
 
 def match_photo_camera(photo_path: str, name: str, collection, scene) -> bpy.types.Object:
     """A camera at the origin looking along +Y, the photo as its background and the scene's
@@ -26,3 +28,19 @@ def match_photo_camera(photo_path: str, name: str, collection, scene) -> bpy.typ
     if scene.camera is None:
         scene.camera = camera
     return camera
+
+
+def pack_images_from(folder: str) -> list[str]:
+    """Pack into the open file every image it shows from `folder` (a matched camera's photo),
+    before that folder is deleted; returns their names."""
+    root = os.path.normcase(os.path.realpath(folder)) + os.sep
+    packed = []
+    for image in bpy.data.images:
+        if image.source != "FILE" or image.packed_file is not None or not image.filepath:
+            continue
+        path = os.path.normcase(os.path.realpath(bpy.path.abspath(image.filepath,
+                                                                   library=image.library)))
+        if path.startswith(root) and os.path.isfile(path):
+            image.pack()
+            packed.append(image.name)
+    return packed

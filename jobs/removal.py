@@ -1,0 +1,91 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""Removing jobs with their files, and which jobs "Clear Old Results" removes. bpy-free.
+
+The engine decides whether a job may go (`Engine.remove`: not while it is still working, not
+while another Blender owns it); this module finds its folder — only ever a folder directly
+inside the data folder's jobs/ — measures it and deletes it. Deleting first moves the folder
+into `<data dir>/.removed/` (one rename: the job leaves the journal at once and whole, so no
+half-deleted job is ever read back), then deletes it there; what a locked file keeps there is
+deleted on the next removal.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import time
+import uuid
+
+from ..errors import Recon3DError
+from .model import FINISHED
+
+TRASH = ".removed"
+DAY = 24 * 3600.0
+#: the clock job ages are measured with (tests replace it)
+clock = time.time
+
+
+def job_folder(jobs_dir: str, job_id: str) -> str:
+    """The job's folder: `jobs_dir/<id>`, refused (Recon3DError) when the id or the folder
+    would lead anywhere else — a name with a path in it, a link to another place."""
+    folder = os.path.join(jobs_dir, job_id)
+    plain = job_id not in ("", ".", "..") and os.path.basename(job_id) == job_id and \
+        "/" not in job_id and "\\" not in job_id
+    if not plain or os.path.islink(folder) or \
+            os.path.dirname(os.path.realpath(folder)) != os.path.realpath(jobs_dir):
+        raise Recon3DError(
+            f"Recon3D did not delete the files of job '{job_id}': its folder is not inside "
+            f"Recon3D's data folder {jobs_dir}, and Recon3D deletes nothing outside it. Delete "
+            f"the job's folder by hand if you no longer need it.", code="removal")
+    return folder
+
+
+def folder_size(folder: str) -> int:
+    """Bytes in the folder's files (links not followed); 0 for a missing folder."""
+    total = 0
+    for root, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.lstat(os.path.join(root, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def delete_folder(folder: str, data_dir: str) -> None:
+    """Move the job folder out of the journal (one rename), then delete it. OSError when the
+    rename fails (nothing changed then); what cannot be deleted afterwards stays in the
+    trash and is tried again next time."""
+    trash = os.path.join(data_dir, TRASH)
+    os.makedirs(trash, exist_ok=True)
+    if os.path.isdir(folder):
+        os.rename(folder, os.path.join(trash, f"{os.path.basename(folder)}-{uuid.uuid4().hex[:8]}"))
+    for name in os.listdir(trash):
+        shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+
+
+def finished_age(job, now: float | None = None) -> float:
+    """Seconds since the job finished (else since it last changed)."""
+    end = job.finished_at or job.updated_at or job.created_at
+    return (clock() if now is None else now) - end
+
+
+def old_results(jobs, days: float, *, include_ready: bool = False,
+                now: float | None = None) -> tuple[list, list]:
+    """What "Clear Old Results" removes, and the old results it keeps: imported, failed and
+    canceled jobs that finished more than `days` days ago are removed; results never imported
+    ("ready") only when asked, since they were paid for and the service may no longer give
+    them again — otherwise they are returned as kept, so the dialog can say so."""
+    old = [job for job in jobs if job.state in FINISHED and finished_age(job, now) > days * DAY]
+    if include_ready:
+        return old, []
+    return ([job for job in old if job.state != "ready"],
+            [job for job in old if job.state == "ready"])
+
+
+def size_words(nbytes: int) -> str:
+    """Disk space as the artist reads it: '12.3 MB'."""
+    return f"{nbytes / 1e6:.1f} MB"
+
+
+__all__ = ["DAY", "TRASH", "delete_folder", "finished_age", "folder_size", "job_folder",
+           "old_results", "size_words"]
