@@ -105,6 +105,28 @@ def sync_job_list(window_manager, jobs) -> None:
     listing.active = wanted.index(selected) if selected in wanted else 0
 
 
+PLACEMENTS = (("cursor", "3D Cursor", "Bottom-centre of the result on the 3D cursor"),
+              ("origin", "World Origin", "Bottom-centre of the result on the world origin"),
+              ("original", "As Returned", "Where the service put it (camera space of the "
+                                          "photo)"))
+
+
+# Where results land and how big: the form's fields and the preferences' defaults for them
+# are made by these, so both offer the same choices and ranges.
+def placement_property(**kw):
+    return EnumProperty(name="Placement", default="cursor", items=PLACEMENTS, **kw)
+
+
+def fit_size_property(**kw):
+    return BoolProperty(name="Fit Size", default=False, **{
+        "description": "Scale the result so its largest side has this length", **kw})
+
+
+def size_property(**kw):
+    return FloatProperty(name="Size", default=1.0, min=0.001, soft_max=100.0,
+                         subtype="DISTANCE", unit="LENGTH", **kw)
+
+
 class RECON3D_Form(bpy.types.PropertyGroup):
     image: PointerProperty(name="Photo", type=bpy.types.Image,
                            description="The photo to turn into a 3D model: any Blender image "
@@ -127,16 +149,13 @@ class RECON3D_Form(bpy.types.PropertyGroup):
     use_seed: BoolProperty(name="Fixed Seed", default=False,
                            description="Use the same seed to get the same result again")
     seed: IntProperty(name="Seed", default=0, min=0)
-    placement: EnumProperty(name="Placement", default="cursor", items=[
-        ("cursor", "3D Cursor", "Bottom-centre of the result on the 3D cursor"),
-        ("origin", "World Origin", "Bottom-centre of the result on the world origin"),
-        ("original", "As Returned", "Where the service put it (camera space of the photo)"),
-    ])
-    use_target_size: BoolProperty(name="Fit Size", default=False,
-                                  description="Scale the result so its largest side has this "
-                                              "length")
-    target_size: FloatProperty(name="Size", default=1.0, min=0.001, soft_max=100.0,
-                               subtype="DISTANCE", unit="LENGTH")
+    use_preference_defaults: BoolProperty(
+        name="Use Preferences' Defaults", default=True,
+        description="Place and size results as set in Preferences › Add-ons › Recon3D; turn "
+                    "off to choose the placement and size for this scene")
+    placement: placement_property()
+    use_target_size: fit_size_property()
+    target_size: size_property()
     match_camera: BoolProperty(name="Match Photo Camera", default=False,
                                description="Add a camera at the origin looking along +Y with "
                                            "the photo as its background (pairs with 'As "

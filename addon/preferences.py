@@ -8,6 +8,7 @@ from bpy.props import IntProperty, StringProperty
 
 from ..providers import REGISTRY
 from . import EXTENSION_PACKAGE
+from .form import fit_size_property, placement_property, size_property
 
 #: called when a preference changes (the running engine re-reads its settings); set by
 #: addon.runtime, which reads the preferences, so this module does not import it
@@ -25,6 +26,16 @@ class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
     max_in_flight: IntProperty(name="Jobs at Once per Service", default=4, min=1, max=32,
                                description="How many jobs run on one service at the same time; "
                                            "the rest wait in order", update=_changed)
+
+    # -- where results land by default (the sidebar's "Use Preferences' Defaults") --------------
+    default_placement: placement_property(
+        description="Where Generate and Import put results when the sidebar uses the "
+                    "preferences' defaults")
+    default_use_target_size: fit_size_property(
+        description="Scale results so their largest side has the default size, when the "
+                    "sidebar uses the preferences' defaults")
+    default_target_size: size_property(description="The default length of a result's largest "
+                                                   "side (with Fit Size)")
 
     def draw(self, context):
         if draw_preferences is not None:

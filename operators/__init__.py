@@ -11,14 +11,10 @@ from bpy.props import EnumProperty, IntProperty, StringProperty
 from .. import api
 from ..blender import job_start, main_thread
 from ..addon import runtime
-from . import checks, connection, picker
+from . import checks, connection, picker, removal
 
 
-def _allowed(cls, reason: str | None) -> bool:
-    """An operator's poll: greyed out, with `reason` as its tooltip, unless reason is None."""
-    if reason:
-        cls.poll_message_set(reason)
-    return reason is None
+_allowed = checks.allowed
 
 
 class RECON3D_OT_submit(bpy.types.Operator):
@@ -35,9 +31,7 @@ class RECON3D_OT_submit(bpy.types.Operator):
         form = context.scene.recon3d
         # Imported by itself when ready, into this file and scene, as chosen now.
         auto_import = {"blend": bpy.data.filepath, "scene": context.scene.name,
-                       "placement": form.placement,
-                       "target_size": form.target_size if form.use_target_size else None,
-                       "match_camera": form.match_camera}
+                       **checks.placement_arguments(form), "match_camera": form.match_camera}
         try:
             job = api.submit(form.photo(), form.provider, **checks.job_arguments(form),
                              _auto_import=auto_import)
@@ -72,9 +66,7 @@ class RECON3D_OT_import_job(_JobOperator, bpy.types.Operator):
 
     def act(self, context, job):
         form = context.scene.recon3d
-        api.import_job(job, placement=form.placement,
-                       target_size=form.target_size if form.use_target_size else None,
-                       match_camera=form.match_camera)
+        api.import_job(job, **checks.placement_arguments(form), match_camera=form.match_camera)
 
 
 def _job_action(name: str, label: str, doc: str, action) -> type:
@@ -253,7 +245,7 @@ classes = (RECON3D_OT_submit, RECON3D_OT_retry, RECON3D_OT_cancel, RECON3D_OT_im
            RECON3D_OT_select_imported, RECON3D_OT_open_job_folder, RECON3D_OT_copy_job_text,
            RECON3D_OT_extra_option_add, RECON3D_OT_extra_option_remove,
            RECON3D_OT_estimate_cost, RECON3D_OT_notify,
-           *connection.classes, *picker.classes)
+           *connection.classes, *picker.classes, *removal.classes)
 
 
 def unregister():

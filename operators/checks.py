@@ -13,6 +13,13 @@ from ..providers import JobInputs, Provider, provider_class
 from ..providers.declaration import as_boxes, as_points
 
 
+def allowed(cls, reason: str | None) -> bool:
+    """An operator's poll: greyed out, with `reason` as its tooltip, unless reason is None."""
+    if reason:
+        cls.poll_message_set(reason)
+    return reason is None
+
+
 def key_sources(provider_id: str) -> list[tuple[object, str]]:
     """Each key the model needs, with where it comes from: "preferences", "environment" or
     "missing" (preferences win, as `runtime.credentials` reads them)."""
@@ -54,6 +61,23 @@ def job_arguments(form) -> dict:
                 boxes=form.parsed_boxes() if caps.boxes else None,
                 seed=form.seed if form.use_seed else None,
                 options=form.chosen_options())
+
+
+def placement_fields(form) -> tuple:
+    """Where the placement and size of a result are read from: the preferences' defaults
+    while the form uses them (and the preferences are there), else the form's own fields;
+    as (data, placement, fit size, size) names."""
+    prefs = preferences.get() if form.use_preference_defaults else None
+    if prefs is not None:
+        return prefs, "default_placement", "default_use_target_size", "default_target_size"
+    return form, "placement", "use_target_size", "target_size"
+
+
+def placement_arguments(form) -> dict:
+    """Placement and size as api.import_job takes them, from where `placement_fields` says."""
+    data, placement, fit, size = placement_fields(form)
+    return {"placement": getattr(data, placement),
+            "target_size": getattr(data, size) if getattr(data, fit) else None}
 
 
 def ignored_inputs(form) -> list[str]:

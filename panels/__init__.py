@@ -9,7 +9,7 @@ from .. import api, operators
 from ..addon import EXTENSION_PACKAGE, preferences, runtime
 from ..addon.form import option_attr
 from ..operators import checks
-from .common import KEY_SOURCE_WORDS, ImageEditorSide, Sidebar, draw_wrapped
+from .common import KEY_SOURCE_WORDS, ImageEditorSide, Sidebar, draw_wrapped, switched
 from .jobs import RECON3D_PT_jobs, RECON3D_UL_jobs, release_previews
 from .preferences_page import draw_preferences
 
@@ -39,9 +39,8 @@ class RECON3D_PT_generate(Sidebar, bpy.types.Panel):
         if caps.points or caps.boxes:
             layout.label(text="Click/drag them on the photo: Image Editor › Recon3D",
                          icon="INFO")
-        _switched(layout, form, "use_seed", "seed")
-        layout.prop(form, "placement")
-        _switched(layout, form, "use_target_size", "target_size")
+        switched(layout, form, "use_seed", "seed")
+        draw_placement(layout, form)
         layout.prop(form, "match_camera")
         if checks.can_price(cls.id):
             row = layout.row(align=True)
@@ -147,13 +146,15 @@ class RECON3D_PT_advanced(Sidebar, bpy.types.Panel):
         layout.operator("recon3d.extra_option_add", icon="ADD")
 
 
-def _switched(layout, form, switch: str, value: str) -> None:
-    """A checkbox and the value it switches on, greyed out while off."""
-    row = layout.row(align=True)
-    row.prop(form, switch)
-    sub = row.row(align=True)
-    sub.active = getattr(form, switch)
-    sub.prop(form, value, text="")
+def draw_placement(layout, form) -> None:
+    """Placement and size: the preferences' defaults (greyed, as Generate and Import will use
+    them) while the form uses them, else the scene's own choice."""
+    layout.prop(form, "use_preference_defaults")
+    data, placement, fit, size = checks.placement_fields(form)
+    col = layout.column()
+    col.enabled = data is form
+    col.prop(data, placement)
+    switched(col, data, fit, size)
 
 
 def register():

@@ -30,6 +30,15 @@ class ImageEditorSide:
     bl_category = "Recon3D"
 
 
+def switched(layout, data, switch: str, value: str) -> None:
+    """A checkbox and the value it switches on, greyed out while off."""
+    row = layout.row(align=True)
+    row.prop(data, switch)
+    sub = row.row(align=True)
+    sub.active = getattr(data, switch)
+    sub.prop(data, value, text="")
+
+
 def draw_wrapped(layout, text: str, width: int = 44, icon: str = "NONE") -> None:
     for index, line in enumerate(_wrap(text, width)):
         layout.label(text=line, icon=icon if index == 0 else "BLANK1")

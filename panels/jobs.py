@@ -131,6 +131,8 @@ def draw_job(layout, job, context) -> None:
     if job.remote_id:
         op = tools.operator("recon3d.copy_job_text", text="Copy Service Job ID", icon="COPYDOWN")
         op.job_id, op.what = job.id, "REMOTE_ID"
+    # Greyed out, saying why, while the job still works (its poll judges the selected job).
+    tools.operator("recon3d.job_remove", text="Remove", icon="TRASH").job_id = job.id
     if job.error:
         col = layout.column(align=True)
         draw_wrapped(col, job.error, icon="ERROR")

@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 
 from ..addon import preferences, runtime
+from ..jobs.removal import size_words
 from ..operators import checks, connection
 from . import common
-from .common import KEY_SOURCE_WORDS, draw_wrapped
+from .common import KEY_SOURCE_WORDS, draw_wrapped, switched
 
 
 def draw_preferences(prefs, layout, context) -> None:
@@ -31,9 +32,16 @@ def draw_preferences(prefs, layout, context) -> None:
             draw_wrapped(box.column(align=True), message, width=70,
                          icon={"ok": "CHECKMARK", "bad": "ERROR"}.get(state, "SORTTIME"))
     layout.prop(prefs, "max_in_flight")
+    # -- where results land by default; the data folder and clearing old results -------------
+    box = layout.box()
+    box.label(text="Placement and Size of Results (the Sidebar's Defaults)",
+              icon="OBJECT_ORIGIN")
+    box.prop(prefs, "default_placement")
+    switched(box, prefs, "default_use_target_size", "default_target_size")
     folder = runtime.data_dir()
     row = layout.row()
     row.label(text=f"Results: {folder} ({_folder_size(folder)})", icon="FILE_FOLDER")
+    row.operator("recon3d.clear_old_results", text="Clear Old Results…", icon="TRASH")
     if not runtime.online_access():
         layout.label(text="Online access is off: Recon3D can only reach services on this "
                           "machine. Turn it on in System › Network.", icon="ERROR")
@@ -54,6 +62,6 @@ def _folder_size(folder: str) -> str:
                 total += os.path.getsize(os.path.join(root, name))
             except OSError:
                 pass
-    text = f"{total / 1e6:.1f} MB"
+    text = size_words(total)
     _sizes[folder] = (common.now(), text)
     return text

@@ -90,6 +90,11 @@ def _operator_type(idname: str):
         raise LayoutError(f"operator {idname!r} is not registered") from None
 
 
+def _operator_poll(idname: str) -> bool:
+    module, _, name = idname.partition(".")
+    return getattr(getattr(bpy.ops, module), name).poll()
+
+
 class OperatorProps:
     """What layout.operator() returns: only the operator's own properties may be set."""
 
@@ -146,6 +151,8 @@ class RecordingLayout:
         if name == "operator":
             rna = _operator_type(bound["operator"])
             line = self._emit([f"operator {bound['operator']}"] + details)
+            if bound["operator"].startswith("recon3d.") and not _operator_poll(bound["operator"]):
+                line.insert(1, "(greyed out)")
             return OperatorProps(rna, line)
         if name == "template_list":
             return self._template_list(bound)
@@ -674,6 +681,55 @@ def test_preferences_show_key_sources_and_connection_tests(ui, emulator):
     sections.append(f"== Segmind unreachable\n{draw_preferences(ui)}")
     ui.monkeypatch.undo()
     compare("preferences", "\n\n".join(sections))
+
+
+# -- the confirmations before files are deleted ---------------------------------------------
+def draw_dialog(operator_cls, **values) -> str:
+    """An operator's dialog as its draw() lays it out (headless Blender opens no dialog), with
+    the operator's properties set to `values`; only properties it has may be drawn."""
+    lines: list = []
+    rna = _operator_type(operator_cls.bl_idname)
+    assert set(values) <= set(rna.properties.keys())
+
+    class Props:
+        bl_rna = rna
+
+        def __getattr__(self, name):         # the operator's methods, bound to these values
+            return getattr(operator_cls, name).__get__(self)
+    props = type(operator_cls.__name__, (Props,), {})()
+    props.__dict__.update(values, layout=RecordingLayout(lines, 0, bpy.context))
+    operator_cls.draw(props, bpy.context)
+    return render(lines)
+
+
+def test_removal_dialogs(ui):
+    """What the artist is asked before a job's files are deleted (Remove, per finished state)
+    and before old results are cleared."""
+    removal_ops = importlib.import_module(f"{PKG}.operators.removal")
+    removal = importlib.import_module(f"{PKG}.jobs.removal")
+    jobs = make_jobs(ui.jobs, "segmind_sam3d", ui.photo_file)
+    with ui.engine._lock:
+        ui.engine._jobs.clear()
+        ui.engine._jobs.update({job.id: job for job in jobs})
+    sections = []
+    for job in jobs:
+        if job.state in ui.jobs.FINISHED:
+            ui.monkeypatch.setitem(removal_ops._sizes, job.id, 2_400_000)
+            sections.append(f"== Remove, {job.state} job\n"
+                            f"{draw_dialog(removal_ops.RECON3D_OT_job_remove, job_id=job.id)}")
+    # Forty days after they finished: all four finished jobs are old.
+    ui.monkeypatch.setattr(removal, "clock", lambda: T0 + 40 * removal.DAY)
+    for days, include_ready in ((30, False), (30, True), (60, False)):
+        text = draw_dialog(removal_ops.RECON3D_OT_clear_old_results, days=days,
+                           include_ready=include_ready)
+        sections.append(f"== Clear Old Results, {days} days, results never imported "
+                        f"{'included' if include_ready else 'kept'}\n{text}")
+    text = "\n\n".join(sections)
+    compare("removal_dialogs", text)
+    assert "Deletes 3 finished jobs older than 30 days, freeing 7.2 MB." in text
+    assert "1 old result never imported is kept" in text
+    assert "Deletes 4 finished jobs older than 30 days, freeing 9.6 MB." in text
+    assert "No finished job is older than 60 days" in text
 
 
 # -- the picker ----------------------------------------------------------------------------------
