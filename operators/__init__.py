@@ -14,18 +14,21 @@ from ..addon import runtime
 from . import checks, connection, picker, removal
 
 
-_allowed = checks.allowed
+#: where a placement puts a result, in the words of a report
+_WHERE = {"cursor": "at the 3D cursor", "origin": "at the world origin",
+          "original": "where the service placed it"}
 
 
 class RECON3D_OT_submit(bpy.types.Operator):
-    """Send the photo to the chosen model; the result lands at the 3D cursor when ready"""
+    """Send the photo to the chosen model; the result is imported when ready, placed and
+    sized as the panel shows"""
     bl_idname = "recon3d.submit"
     bl_label = "Generate"
     bl_options = {"REGISTER"}
 
     @classmethod
     def poll(cls, context):
-        return _allowed(cls, checks.submit_blocker(context))
+        return checks.allowed(cls, checks.submit_blocker(context))
 
     def execute(self, context):
         form = context.scene.recon3d
@@ -38,7 +41,8 @@ class RECON3D_OT_submit(bpy.types.Operator):
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
-        self.report({"INFO"}, f"Recon3D: job {job.id} sent; it will appear at the 3D cursor.")
+        where = _WHERE.get(auto_import["placement"], "in the scene")
+        self.report({"INFO"}, f"Recon3D: job {job.id} sent; it will appear {where}.")
         return {"FINISHED"}
 
 
@@ -199,7 +203,7 @@ class RECON3D_OT_estimate_cost(bpy.types.Operator):
         reason = checks.submit_blocker(context)
         if reason is None and not checks.can_price(context.scene.recon3d.provider):
             reason = "This service cannot price a job before it runs."
-        return _allowed(cls, reason)
+        return checks.allowed(cls, reason)
 
     def execute(self, context):
         form = context.scene.recon3d
