@@ -99,8 +99,11 @@ def test_an_active_job_cannot_be_removed(api, eng, fixtures, emulator):
     assert wait_until(lambda: job.state == "running", timeout=20), job.state
     folder = eng.job_dir(job)
     select(eng, job)
-    # Greyed out in the panel, saying why; refused when called anyway.
+    # Greyed out in the panel, saying why (the poll's message is its tooltip); refused when
+    # called anyway.
     assert not bpy.ops.recon3d.job_remove.poll()
+    with pytest.raises(RuntimeError, match=r"poll\(\) .*cancel it first"):
+        bpy.ops.recon3d.job_remove()
     with pytest.raises(RuntimeError, match="cancel it first"):
         bpy.ops.recon3d.job_remove(job_id=job.id)
     with pytest.raises(api.Recon3DError, match="cancel it first") as refused:
