@@ -218,11 +218,31 @@ classes = (RECON3D_Options, RECON3D_ExtraOption, RECON3D_JobItem, RECON3D_JobLis
            RECON3D_Form)
 
 
+@bpy.app.handlers.persistent
+def keep_scene_placement(_file=None) -> None:
+    """A scene whose placement or size was chosen before the preferences had defaults keeps
+    its choice: on load, its "Use Preferences' Defaults" is turned off (once: a scene where
+    the switch was ever set is left as it is)."""
+    for scene in bpy.data.scenes:
+        form = getattr(scene, "recon3d", None)
+        if form is None or form.is_property_set("use_preference_defaults"):
+            continue
+        if any(form.is_property_set(name) for name in SCENE_PLACEMENT):
+            form.use_preference_defaults = False
+
+
+#: the form's own placement and size (what "Use Preferences' Defaults" stands in for)
+SCENE_PLACEMENT = ("placement", "use_target_size", "target_size")
+
+
 def register():
     bpy.types.Scene.recon3d = PointerProperty(type=RECON3D_Form)
     bpy.types.WindowManager.recon3d_jobs = PointerProperty(type=RECON3D_JobList)
+    bpy.app.handlers.load_post.append(keep_scene_placement)
 
 
 def unregister():
+    if keep_scene_placement in bpy.app.handlers.load_post:
+        bpy.app.handlers.load_post.remove(keep_scene_placement)
     del bpy.types.WindowManager.recon3d_jobs
     del bpy.types.Scene.recon3d

@@ -309,3 +309,30 @@ def test_generate_and_import_use_the_preferences_defaults(api, eng, fixtures, em
     finally:
         for name in ("default_placement", "default_use_target_size", "default_target_size"):
             prefs.property_unset(name)
+
+
+
+def test_a_scene_with_its_own_placement_keeps_it_when_loaded(recon3d):
+    """A file saved before the preferences had defaults, where the artist chose a placement
+    or size, opens with "Use Preferences' Defaults" off, so its choice still counts; a scene
+    where nothing was chosen, or where the switch was stored, is left as it is. (The handler
+    is called here as Blender calls it after loading a file: an unset property is one the
+    file never stored.)"""
+    form_module = module("addon.form")
+    assert form_module.keep_scene_placement in bpy.app.handlers.load_post
+    chosen = bpy.context.scene.recon3d
+    chosen.placement = "origin"
+    untouched = bpy.data.scenes.new("untouched")
+    stored = bpy.data.scenes.new("switch stored")
+    stored.recon3d.target_size = 3.0
+    stored.recon3d.use_preference_defaults = True
+    try:
+        assert not chosen.is_property_set("use_preference_defaults")
+        form_module.keep_scene_placement()
+        assert chosen.use_preference_defaults is False and chosen.placement == "origin"
+        assert untouched.recon3d.use_preference_defaults is True
+        assert not untouched.recon3d.is_property_set("use_preference_defaults")
+        assert stored.recon3d.use_preference_defaults is True
+    finally:
+        bpy.data.scenes.remove(untouched)
+        bpy.data.scenes.remove(stored)
