@@ -218,8 +218,12 @@ classes = (RECON3D_Options, RECON3D_ExtraOption, RECON3D_JobItem, RECON3D_JobLis
            RECON3D_Form)
 
 
+#: the form's own placement and size (what "Use Preferences' Defaults" stands in for)
+SCENE_PLACEMENT = ("placement", "use_target_size", "target_size")
+
+
 @bpy.app.handlers.persistent
-def keep_scene_placement(_file=None) -> None:
+def keep_scene_placement(*_args) -> None:
     """A scene whose placement or size was chosen before the preferences had defaults keeps
     its choice: on load, its "Use Preferences' Defaults" is turned off (once: a scene where
     the switch was ever set is left as it is)."""
@@ -229,10 +233,6 @@ def keep_scene_placement(_file=None) -> None:
             continue
         if any(form.is_property_set(name) for name in SCENE_PLACEMENT):
             form.use_preference_defaults = False
-
-
-#: the form's own placement and size (what "Use Preferences' Defaults" stands in for)
-SCENE_PLACEMENT = ("placement", "use_target_size", "target_size")
 
 
 def register():

@@ -240,11 +240,19 @@ def make_jobs(job_module, provider_id: str, photo: str) -> list:
     return jobs
 
 
+def steady(monkeypatch, panels, eng) -> None:
+    """A fixed clock, and the engine's watch on the shared folder paused: the jobs a test puts
+    in the engine stay the only ones listed (the watch would list the journal's jobs of
+    earlier tests again within its interval)."""
+    monkeypatch.setattr(panels.common, "now", lambda: T0)
+    monkeypatch.setattr(eng, "check_others", lambda: None)
+
+
 @pytest.fixture
 def ui(recon3d, emulator, monkeypatch, tmp_path):
     panels, operators, checks, runtime, providers, jobs_module = modules()
-    monkeypatch.setattr(panels.common, "now", lambda: T0)
     eng = runtime.engine()
+    steady(monkeypatch, panels, eng)
     saved = dict(eng._jobs)
     photo = bpy.data.images.new("photo", 64, 48)
     photo_file = str(tmp_path / "photo.png")
@@ -343,7 +351,7 @@ def _reset(ui, cls):
     for key in cls.keys:
         prefs.property_unset(key.pref)
     ui.monkeypatch.undo()
-    ui.monkeypatch.setattr(ui.panels.common, "now", lambda: T0)
+    steady(ui.monkeypatch, ui.panels, ui.engine)
     with ui.engine._lock:
         ui.engine._jobs.pop("earlier", None)
 
