@@ -63,6 +63,7 @@ class Engine(SharedFolder):
         self._running: set[str] = set()         # jobs a worker is on
         self._ran: set[str] = set()             # jobs this engine submitted or took over
         self._stamps: dict[str, tuple] = {}     # journal entry identity, as last read
+        self._unsaved: set[str] = set()         # changed while another process held the lock
         self._watcher: threading.Thread | None = None
         self._warned_unsupported = False
         self._sleep = sleep
@@ -176,6 +177,7 @@ class Engine(SharedFolder):
         for thread in threading.enumerate():
             if thread.name.startswith("recon3d-") and thread is not threading.current_thread():
                 thread.join(max(deadline - time.monotonic(), 0.0))
+        self.save_deferred()
         with self._take_lock:
             # A worker still inside a step keeps its job until it returns (see _run).
             for job_id in self.ownership.owned():
@@ -227,8 +229,23 @@ class Engine(SharedFolder):
                 if job.id not in self._busy:
                     self.ownership.release(job.id)
         else:
-            log.info("Recon3D: job %s belongs to another Blender; change not journaled", job.id)
+            # Another process holds the job's lock: its owner, or a glance at who owns it
+            # (owner_of locks a free job for an instant). The watch writes the change once the
+            # lock is free (check_others); a newer journal entry of the owner's still wins.
+            with self._lock:
+                self._unsaved.add(job.id)
+            log.info("Recon3D: job %s is locked by another Blender; journaled later", job.id)
+            return
+        with self._lock:
+            self._unsaved.discard(job.id)
         self.events.put(job.id)
+
+    def save_deferred(self) -> None:
+        """Journal the changes `_save` could not write while another process held the lock."""
+        with self._lock:
+            pending = [self._jobs[i] for i in self._unsaved if i in self._jobs]
+        for job in pending:
+            self._save(job)
 
     def _set(self, job: Job, **changes) -> None:
         job.update(**changes)
