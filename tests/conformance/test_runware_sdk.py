@@ -81,6 +81,22 @@ def test_variations_arrive_one_after_another(emu):
     assert emu.runware.billed == 1
 
 
+def test_one_failed_variation_beside_successful_ones(emu):
+    """A result that fails on its own is an error item beside the others: the SDK shows the
+    successful one to on_result before raising the error item's reason."""
+    emu.runware.results = [GLB]
+    emu.runware.duration = 1.0
+    emu.runware.fail_results = {1}
+    arrivals = []
+    options = RunOptions(on_result=lambda item: arrivals.append(
+        (item["resultIndex"], item["status"])))
+    with pytest.raises(RunwareError) as caught:
+        drive(emu, lambda c: c.run(task(numberResults=2), options))
+    assert caught.value.message == "Inference failed for this result"
+    assert arrivals == [(0, "success"), (1, "error")]
+    assert emu.runware.billed == 1
+
+
 @pytest.mark.parametrize("style", ["item", "errors", "error"])
 def test_failure_carries_the_nested_reason(emu, style):
     """A failed item's `error: {code, message}`, a 400 `errors` array, or a 200 with a
