@@ -135,7 +135,7 @@ def main(argv: list[str]) -> int:
             return _generate(args, argv)
         if args.command == "jobs":
             for job in api.jobs():
-                extra = f"  {job.error}" if job.error else ""
+                extra = f"  {job.error or job.notice}" if job.error or job.notice else ""
                 if job.owner is not None:
                     extra += f"  (running in another Blender: {job.owner.describe()})"
                 print(f"{job.id}  {job.provider:18} {job.state:11} {job.progress:4.0%}{extra}")
@@ -272,7 +272,8 @@ def _summary(results) -> None:
     for r in results:
         seconds = "" if r.seconds is None else f"{r.seconds:.1f}"
         cost = "" if r.cost is None else str(r.cost)
-        error = (r.error or "").replace("\n", " ")
+        notice = r.job.notice if r.job is not None and r.job.notice else ""
+        error = (r.error or (f"note: {notice}" if notice else "")).replace("\n", " ")
         rows.append((os.path.basename(r.photo) + (f" [{r.prompt}]" if r.prompt else ""),
                      _model(r.provider), r.state, seconds, cost, str(len(r.objects)),
                      error[:120] + ("…" if len(error) > 120 else "")))
