@@ -6,13 +6,14 @@ output and FAILED bodies under any status, Scenario's hidden uploads, total cost
 estimate."""
 from __future__ import annotations
 
+import importlib
 import os
 
 import bpy
 import numpy as np
 import pytest
 
-from conftest import bottom_centre
+from conftest import PKG, bottom_centre
 from emulator import Reply, TEST_KEYS
 from emulator.runware import task_validator
 from test_jobs import _resume, _start_and_kill, crash_env, journal  # noqa: F401 (fixture)
@@ -149,7 +150,7 @@ def test_runware_three_variations_all_arrive_side_by_side(api, emulator, fixture
     assert emulator.runware.billed == 1
 
 
-def test_runware_one_failed_variation_keeps_the_paid_ones(api, emulator, fixtures):
+def test_runware_one_failed_variation_keeps_the_paid_ones(api, emulator, fixtures, capsys):
     """runware-sdk's collector keeps successful items beside an error item: a variation that
     fails on its own must not throw away the others, which are billed."""
     serve(emulator, "runware_sam3d", [fixtures.glb("blob")])
@@ -163,6 +164,10 @@ def test_runware_one_failed_variation_keeps_the_paid_ones(api, emulator, fixture
     assert "Inference failed for this result" in job.notice
     assert job.cost == pytest.approx(2 * emulator.runware.cost)
     assert journal(os.environ["RECON3D_DATA_DIR"], job.id)["notice"] == job.notice
+    cli = importlib.import_module(f"{PKG}.cli")
+    assert cli.main(["jobs"]) == 0
+    listed = next(line for line in capsys.readouterr().out.splitlines() if job.id in line)
+    assert "1 of 3 variations could not be made" in listed
     assert len(api.import_job(job)) == 2
     assert emulator.runware.billed == 1
 
