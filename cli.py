@@ -166,6 +166,10 @@ def _generate(args, argv: list[str]) -> int:
         argv = manifest.argv
         args = _parser().parse_args(argv + ["--resume"])
         _resolve_paths(args, manifest.cwd)     # as they were meant where the batch started
+    else:
+        # Blender's own file functions may resolve a relative path against another folder
+        # than the one the command was run in (4.2 does): every path is made absolute here.
+        _resolve_paths(args, os.getcwd())
     if not args.images:
         raise Recon3DError("Give at least one photo or folder of photos.", code="input")
     photos = batch.expand_photos(args.images)
@@ -302,5 +306,7 @@ def _unique_names(results) -> list[str]:
 
 def _save(path: str | None) -> None:
     if path:
+        path = os.path.abspath(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=path)
         print(f"recon3d: saved {path}")
