@@ -19,9 +19,10 @@ The rules, defined once here and applied by the HTTP layer to every request:
 """
 from __future__ import annotations
 
+import base64
 import os
 from dataclasses import dataclass, field
-from urllib.parse import urlsplit, urlunsplit
+from urllib.parse import unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -73,9 +74,15 @@ def shown_proxy(proxy: str) -> str:
 
 
 def proxy_secrets(proxy: str) -> list[str]:
-    """What of a proxy address must never be shown: the address as typed and its password."""
+    """What of a proxy address must never be shown: its password, the address as typed with
+    it, and the Proxy-Authorization token made of it. (The address without them is shown in
+    messages; the user name alone is not a secret and would mask ordinary words.)"""
     parts = urlsplit(proxy.strip())
-    return [proxy.strip(), parts.password or ""] if proxy.strip() else []
+    if not parts.password:
+        return []
+    token = base64.b64encode(f"{unquote(parts.username or '')}:{unquote(parts.password)}"
+                             .encode()).decode("ascii")
+    return [proxy.strip(), parts.password, unquote(parts.password), token]
 
 
 def settings_problem(settings: NetworkSettings) -> str | None:

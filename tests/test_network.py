@@ -74,6 +74,9 @@ def test_a_job_goes_through_the_proxy_of_the_preferences(api, prefs, proxy, emul
     expected = "Basic " + base64.b64encode(PROXY_USER.encode()).decode()
     assert {f.proxy_authorization for f in proxy.forwarded} == {expected}
     assert len(emulator.segmind.submits) == 1
+    # The password, and the header made of it, are masked wherever Recon3D writes text.
+    scrub = module("errors").scrub
+    assert scrub(f"a proxy-pass-91c3 b {expected}") == "a [key hidden] b Basic [key hidden]"
 
 
 def test_loopback_and_no_proxy_hosts_never_go_through_the_proxy(api, prefs, proxy, emulator,
@@ -90,13 +93,14 @@ def test_loopback_and_no_proxy_hosts_never_go_through_the_proxy(api, prefs, prox
     assert proxy.forwarded == [] and len(emulator.segmind.submits) == 2
 
 
-@pytest.mark.parametrize("case", ["closed port", "wrong password"])
+@pytest.mark.parametrize("case", ["closed port", "closed port, no password", "wrong password"])
 def test_a_proxy_that_cannot_carry_the_job_is_named(api, prefs, proxy, emulator, fixtures,
                                                     monkeypatch, case):
     monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
     monkeypatch.setattr(module("providers.retry").RetryPolicy, "delay", lambda *a: 0.01)
     port = proxy.port if case == "wrong password" else _closed_port()
-    prefs.https_proxy = f"http://artist:wrong-pass-5e7a@127.0.0.1:{port}"
+    user = "" if "no password" in case else "artist:wrong-pass-5e7a@"
+    prefs.https_proxy = f"http://{user}127.0.0.1:{port}"
     error = reconstruct(api, fixtures, emulator)
     assert isinstance(error, Exception), error
     message = str(error)
@@ -147,14 +151,16 @@ def test_ca(tmp_path_factory):
     return folder
 
 
+@pytest.fixture(scope="module")
+def tls_root(emulator, test_ca):
+    """The emulator served over HTTPS on 127.0.0.1 with the test CA's certificate."""
+    return emulator.serve_tls(str(test_ca / "server.pem"), str(test_ca / "server.key"))
+
+
 @pytest.fixture
-def tls_segmind(emulator, test_ca, monkeypatch):
-    """Segmind served over HTTPS on 127.0.0.1 with the test CA's certificate."""
-    root = getattr(emulator, "_tls_root", None) or emulator.serve_tls(
-        str(test_ca / "server.pem"), str(test_ca / "server.key"))
-    emulator._tls_root = root
-    monkeypatch.setenv("RECON3D_SEGMIND_URL", f"{root}/segmind")
-    return root
+def tls_segmind(tls_root, monkeypatch):
+    monkeypatch.setenv("RECON3D_SEGMIND_URL", f"{tls_root}/segmind")
+    return tls_root
 
 
 def test_an_untrusted_certificate_is_refused_and_the_ca_bundle_fixes_it(
