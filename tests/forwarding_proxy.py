@@ -1,12 +1,15 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """A tiny forwarding HTTP proxy on 127.0.0.1 for the network tests: it takes the
-absolute-URI requests a client sends to a proxy for http:// targets, forwards each to its
-target (loopback only: the emulator) and records what it forwarded. With `credentials`, a
+absolute-URI requests a client sends to a proxy for http:// targets and the CONNECT tunnels
+it opens for https:// ones, forwards each to its target (loopback only: the emulator) and
+records what it forwarded (a tunnel as CONNECT host:port). With `credentials`, a
 request without the matching Proxy-Authorization is answered 407, as a studio proxy does."""
 from __future__ import annotations
 
 import base64
 import http.client
+import selectors
+import socket
 import threading
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
@@ -21,6 +24,22 @@ class Forwarded:
     method: str
     url: str                    # the absolute URI the client asked for
     proxy_authorization: str
+
+
+def _pipe(client: socket.socket, target: socket.socket) -> None:
+    """Copy bytes both ways until either side closes (a CONNECT tunnel)."""
+    with selectors.DefaultSelector() as sel, target:
+        sel.register(client, selectors.EVENT_READ, target)
+        sel.register(target, selectors.EVENT_READ, client)
+        while True:
+            for key, _ in sel.select(timeout=30):
+                try:
+                    data = key.fileobj.recv(1 << 16)
+                except OSError:
+                    data = b""
+                if not data:
+                    return
+                key.data.sendall(data)
 
 
 class ForwardingProxy:
@@ -76,6 +95,25 @@ class ForwardingProxy:
                     self.wfile.write(data)
 
             do_GET = do_POST = do_PUT = do_DELETE = do_HEAD = _handle
+
+            def do_CONNECT(self):
+                host, _, port = self.path.rpartition(":")
+                auth = self.headers.get("Proxy-Authorization", "")
+                if host not in ("127.0.0.1", "localhost") or not port.isdigit():
+                    return self._answer(502, b"this test proxy tunnels to loopback only")
+                if expected and auth != expected:
+                    with outer.lock:
+                        outer.refused.append(self.path)
+                    return self._answer(407, b"proxy authentication required",
+                                        {"Proxy-Authenticate": 'Basic realm="test"'})
+                with outer.lock:
+                    outer.forwarded.append(Forwarded("CONNECT", self.path, auth))
+                target = socket.create_connection((host, int(port)), timeout=30)
+                self.send_response(200, "Connection established")
+                self.end_headers()
+                self.wfile.flush()
+                _pipe(self.connection, target)
+                self.close_connection = True
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
         self.httpd.daemon_threads = True

@@ -181,6 +181,22 @@ def test_an_untrusted_certificate_is_refused_and_the_ca_bundle_fixes_it(
     assert emulator.requests(server="tls", contains="/segmind/v2/sam-3d-objects")
 
 
+def test_https_through_the_proxy_with_the_ca_bundle(api, prefs, proxy, emulator, fixtures,
+                                                    test_ca, tls_segmind, monkeypatch):
+    """An https:// service through the proxy: a CONNECT tunnel, the certificate checked
+    against the preference's bundle inside it."""
+    monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
+    prefs.https_proxy = proxy.url(PROXY_USER)
+    prefs.ca_bundle = str(test_ca / "ca.pem")
+    objects = reconstruct(api, fixtures, emulator)
+    assert isinstance(objects, list) and objects, objects
+    port = int(tls_segmind.rsplit(":", 1)[1])
+    tunnels = [f for f in proxy.forwarded if f.method == "CONNECT"]
+    assert tunnels and {f.url for f in tunnels} == {f"127.0.0.1:{port}"}
+    assert emulator.requests(server="tls", contains="/segmind/v2/sam-3d-objects")
+    assert len(emulator.segmind.submits) == 1
+
+
 def test_the_environment_bundle_is_honoured_without_a_preference(
         api, prefs, emulator, fixtures, test_ca, tls_segmind, monkeypatch):
     monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca / "ca.pem"))
