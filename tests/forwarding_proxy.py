@@ -61,16 +61,9 @@ class ForwardingProxy:
                 length = int(self.headers.get("Content-Length") or 0)
                 body = self.rfile.read(length) if length else b""
                 target = urlsplit(self.path)
-                auth = self.headers.get("Proxy-Authorization", "")
-                if target.scheme != "http" or target.hostname not in ("127.0.0.1", "localhost"):
-                    return self._answer(502, b"this test proxy forwards to loopback only")
-                if expected and auth != expected:
-                    with outer.lock:
-                        outer.refused.append(self.path)
-                    return self._answer(407, b"proxy authentication required",
-                                        {"Proxy-Authenticate": 'Basic realm="test"'})
-                with outer.lock:
-                    outer.forwarded.append(Forwarded(self.command, self.path, auth))
+                if not self._admit(target.scheme == "http" and target.port is not None
+                                   and target.hostname in ("127.0.0.1", "localhost")):
+                    return
                 conn = http.client.HTTPConnection(target.hostname, target.port, timeout=30)
                 try:
                     path = target.path + (f"?{target.query}" if target.query else "")
@@ -85,6 +78,22 @@ class ForwardingProxy:
                 finally:
                     conn.close()
 
+            def _admit(self, loopback: bool) -> bool:
+                """Forward only to loopback, only with the right credentials; recorded."""
+                auth = self.headers.get("Proxy-Authorization", "")
+                if not loopback:
+                    self._answer(502, b"this test proxy forwards to loopback only")
+                    return False
+                if expected and auth != expected:
+                    with outer.lock:
+                        outer.refused.append(self.path)
+                    self._answer(407, b"proxy authentication required",
+                                 {"Proxy-Authenticate": 'Basic realm="test"'})
+                    return False
+                with outer.lock:
+                    outer.forwarded.append(Forwarded(self.command, self.path, auth))
+                return True
+
             def _answer(self, status: int, data: bytes, headers: dict | None = None):
                 self.send_response(status)
                 for key, value in (headers or {}).items():
@@ -98,16 +107,8 @@ class ForwardingProxy:
 
             def do_CONNECT(self):
                 host, _, port = self.path.rpartition(":")
-                auth = self.headers.get("Proxy-Authorization", "")
-                if host not in ("127.0.0.1", "localhost") or not port.isdigit():
-                    return self._answer(502, b"this test proxy tunnels to loopback only")
-                if expected and auth != expected:
-                    with outer.lock:
-                        outer.refused.append(self.path)
-                    return self._answer(407, b"proxy authentication required",
-                                        {"Proxy-Authenticate": 'Basic realm="test"'})
-                with outer.lock:
-                    outer.forwarded.append(Forwarded("CONNECT", self.path, auth))
+                if not self._admit(host in ("127.0.0.1", "localhost") and port.isdigit()):
+                    return
                 target = socket.create_connection((host, int(port)), timeout=30)
                 self.send_response(200, "Connection established")
                 self.end_headers()
