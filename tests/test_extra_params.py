@@ -135,3 +135,36 @@ def test_the_command_line_reads_json_values_and_says_what_it_sends_unchecked(
             body["r3dList"], body["include_artifacts"]) == (3, True, "studio", "7", [1, 2.5],
                                                            False)
     assert type(body["r3dCount"]) is int and type(body["r3dList"][1]) is float
+
+
+def body_with_every_input(provider, fixtures) -> dict:
+    """What `provider` writes into its request when every input it takes is given."""
+    providers = importlib.import_module(f"{PKG}.providers")
+    cls = providers.provider_class(provider)
+    caps = cls.capabilities
+    photo = fixtures.path("photo.png")
+    inputs = providers.JobInputs(
+        image_path=photo, image_size=(64, 48), prompt="chair" if caps.prompt else None,
+        mask_paths=[photo] if caps.mask else [], points=[(4, 4)] if caps.points else [],
+        boxes=[(1, 1, 9, 9)] if caps.boxes else [], seed=1 if caps.seed else None)
+    made = providers.make_provider(provider, providers.ProviderSettings("http://127.0.0.1:9",
+                                                                        {}))
+    if provider == "segmind_sam3d":
+        return made.build_payload(inputs)
+    if provider.startswith("scenario"):
+        return made.request_body(inputs, {"image_asset": "asset_1", "mask_assets": ["asset_2"]})
+    if provider == "runware_sam3d":
+        return made.build_task(inputs, "task-1")
+    return made.build_payload(inputs, "data:image/png;base64,AA", ["data:image/png;base64,AA"])
+
+
+@pytest.mark.parametrize("provider", ["segmind_sam3d", "scenario_sam3d", "scenario_pixal3d",
+                                      "runware_sam3d", "fal_sam3d", "fal_pixal3d",
+                                      "fal_hunyuan3d"])
+def test_every_field_a_provider_writes_itself_is_reserved(recon3d, fixtures, provider):
+    """The reserved list and the body builder beside it agree: an extra parameter can never
+    overwrite a field Recon3D sets (declared options aside, which are checked)."""
+    cls = importlib.import_module(f"{PKG}.providers").provider_class(provider)
+    written = set(body_with_every_input(provider, fixtures)) - {o.name for o in cls.options}
+    assert written and written <= set(cls.reserved_params()), \
+        written - set(cls.reserved_params())
