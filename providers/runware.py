@@ -48,6 +48,13 @@ class RunwareSam3D(Provider):
     def _auth(self) -> dict:
         return {"Authorization": f"Bearer {self.settings.credentials.get('runware_api_key', '')}"}
 
+    @classmethod
+    def reserved_params(cls):
+        """Every field `build_task` writes, and the webhook (results come back to Recon3D)."""
+        return {"taskType": "", "taskUUID": "", "model": "Model", "positivePrompt": "Prompt",
+                "inputs": "Photo and Mask", "outputFormat": "", "outputType": "",
+                "deliveryMethod": "", "includeCost": "", "seed": "Seed", "webhookURL": ""}
+
     def build_task(self, inputs: JobInputs, task_uuid: str) -> dict:
         # positivePrompt is required by the SDK's schema for meta:sam@3d (runware-sdk 1.8):
         # the artist's prompt, else a neutral word.
@@ -62,6 +69,7 @@ class RunwareSam3D(Provider):
         results = int(inputs.options.get("numberResults", 1))
         if results != 1:
             task["numberResults"] = results
+        task.update(self.unchecked_options(inputs.options))     # extra parameters, as typed
         return task
 
     def _post(self, tasks: list, *, billing: bool = False) -> tuple[list[dict], list[dict]]:

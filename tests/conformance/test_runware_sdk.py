@@ -191,3 +191,12 @@ def test_wrong_key_is_refused(emu):
     with pytest.raises(RunwareError) as caught:
         asyncio.run(main())
     assert caught.value.code == "auth" and caught.value.status_code == 401
+
+
+def test_a_documented_parameter_travels_at_the_top_level_of_the_task(emu):
+    """Every parameter is a key of the task object (TaskPayload.to_wire: taskType, taskUUID,
+    then the rest), where Recon3D puts its extra parameters too; `ttl` is in the schema."""
+    emu.runware.results = [GLB]
+    results = drive(emu, lambda c: c.run(task(taskUUID=str(uuid.uuid4()), ttl=3600)))
+    assert len(results) == 1 and emu.runware.submits[0].json[0]["ttl"] == 3600
+    assert emu.runware.invalid == []
