@@ -26,7 +26,13 @@ def submit(image, provider: str = "segmind_sam3d", *, prompt=None, mask=None, po
            boxes=None, seed=None, options=None, _auto_import: dict | None = None) -> Job:
     """Start a job and return it at once. Raises Recon3DError, with nothing sent, for input
     that can be checked here (missing or unreadable file, an input the provider does not take,
-    a value out of range, no key, online access off)."""
+    a value out of range, no key, online access off).
+
+    options: the model's declared options (checked against their type and range) and any
+    other parameter the service documents, by name, sent as given at the top level of its
+    request — unchecked, so it is logged once ("gets extra parameters unchecked: …"); a field
+    Recon3D sets itself (the photo, prompt, seed, …) or a near miss of a declared name is
+    refused."""
     return job_start.start_job(image, provider, auto_import=_auto_import, prompt=prompt,
                                mask=mask, points=points, boxes=boxes, seed=seed,
                                options=options)

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import json
 import os
 import signal
 import sys
@@ -44,18 +45,20 @@ def _numbers(count: int):
 
 
 def _option(text: str):
+    """NAME=VALUE; the value is read as a JSON literal when it is one (50000, 1.5, true,
+    null, "quoted text", [1, 2], {"a": 1}), else taken as text (studio → "studio")."""
     name, sep, value = text.partition("=")
-    if not sep or not name:
+    if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE")
-    low = value.strip().lower()
-    if low in ("true", "false"):
-        return name.strip(), low == "true"
     try:
-        number = float(value)
+        parsed = json.loads(value, parse_constant=_not_json)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"option {name}: '{value}' is not a number, true or "
-                                         f"false") from None
-    return name.strip(), int(number) if number.is_integer() and "." not in value else number
+        parsed = value
+    return name.strip(), parsed
+
+
+def _not_json(constant: str):
+    raise ValueError(f"{constant} is not JSON")     # NaN, Infinity: taken as text
 
 
 def _shard(text: str):
@@ -88,7 +91,10 @@ def _parser() -> argparse.ArgumentParser:
                      metavar="X1,Y1,X2,Y2")
     gen.add_argument("--mask")
     gen.add_argument("--option", action="append", type=_option, default=[],
-                     metavar="NAME=VALUE", help="a provider option, e.g. decimationTarget=50000")
+                     metavar="NAME=VALUE",
+                     help="a provider option, e.g. decimationTarget=50000; the value is read "
+                          "as JSON when it is JSON (50000, true, [1,2]), else as text. A name "
+                          "the model does not declare is sent unchecked (and said so)")
     gen.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
     gen.add_argument("--layout", choices=batch.LAYOUTS,
                      help="grid or row: results side by side, never overlapping (default "
@@ -135,7 +141,7 @@ def main(argv: list[str]) -> int:
             return _generate(args, argv)
         if args.command == "jobs":
             for job in api.jobs():
-                extra = f"  {job.error}" if job.error else ""
+                extra = f"  {job.error or job.notice}" if job.error or job.notice else ""
                 if job.owner is not None:
                     extra += f"  (running in another Blender: {job.owner.describe()})"
                 print(f"{job.id}  {job.provider:18} {job.state:11} {job.progress:4.0%}{extra}")
@@ -166,6 +172,10 @@ def _generate(args, argv: list[str]) -> int:
         argv = manifest.argv
         args = _parser().parse_args(argv + ["--resume"])
         _resolve_paths(args, manifest.cwd)     # as they were meant where the batch started
+    else:
+        # Blender's own file functions may resolve a relative path against another folder
+        # than the one the command was run in (4.2 does): every path is made absolute here.
+        _resolve_paths(args, os.getcwd())
     if not args.images:
         raise Recon3DError("Give at least one photo or folder of photos.", code="input")
     photos = batch.expand_photos(args.images)
@@ -175,6 +185,11 @@ def _generate(args, argv: list[str]) -> int:
         if not photos:
             print(f"recon3d: shard {k}/{n} holds no photo; nothing to do.")
             return 0
+    unchecked = provider_class(args.provider).describe_unchecked(dict(args.option))
+    if unchecked:        # a typo would otherwise pass unseen
+        print(f"recon3d: sent unchecked (not among the options Recon3D knows for "
+              f"{args.provider}; the service decides): {unchecked}", file=sys.stderr,
+              flush=True)
     items = [{"image": p, "prompt": q} for p in photos for q in (args.prompt or [None])]
     total = len(items)
     order = {}
@@ -272,7 +287,8 @@ def _summary(results) -> None:
     for r in results:
         seconds = "" if r.seconds is None else f"{r.seconds:.1f}"
         cost = "" if r.cost is None else str(r.cost)
-        error = (r.error or "").replace("\n", " ")
+        notice = r.job.notice if r.job is not None and r.job.notice else ""
+        error = (r.error or (f"note: {notice}" if notice else "")).replace("\n", " ")
         rows.append((os.path.basename(r.photo) + (f" [{r.prompt}]" if r.prompt else ""),
                      _model(r.provider), r.state, seconds, cost, str(len(r.objects)),
                      error[:120] + ("…" if len(error) > 120 else "")))
@@ -301,5 +317,7 @@ def _unique_names(results) -> list[str]:
 
 def _save(path: str | None) -> None:
     if path:
+        path = os.path.abspath(path)
+        os.makedirs(os.path.dirname(path), exist_ok=True)
         bpy.ops.wm.save_as_mainfile(filepath=path)
         print(f"recon3d: saved {path}")

@@ -36,6 +36,7 @@ CODES: dict[str, Code] = {
     "offline": Code(refetch=True),            # turn online access on, then retry
     "auth": Code(refetch=True),               # a job already at the service: fix the key, retry
     "not_ready": Code(),
+    "network_settings": Code(refetch=True),   # proxy / CA bundle in the preferences: fix, retry
     "elsewhere": Code(),                      # another Blender runs this job
     "busy": Code(),                           # the job is still working: cancel it first
     # the service said no

@@ -27,6 +27,19 @@ class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
                                description="How many jobs run on one service at the same time; "
                                            "the rest wait in order", update=_changed)
 
+    # -- Network (drawn in its own box; see providers/network.py) --------------------------
+    https_proxy: StringProperty(
+        name="HTTPS Proxy", subtype="PASSWORD", update=_changed,
+        description="Your studio's proxy, e.g. http://proxy.studio:3128 (or "
+                    "http://user:password@proxy.studio:3128). Empty: the HTTPS_PROXY / "
+                    "HTTP_PROXY environment variables, if set. Hosts in NO_PROXY and this "
+                    "computer are reached directly")
+    ca_bundle: StringProperty(
+        name="CA Bundle", subtype="FILE_PATH", update=_changed,
+        description="A .pem file of the certificate authorities to trust, when your studio "
+                    "inspects secure traffic with its own (else REQUESTS_CA_BUNDLE, else the "
+                    "usual authorities)")
+
     # -- where results land by default (the sidebar's "Use Preferences' Defaults") --------------
     default_placement: placement_property(
         description="Where Generate and Import put results when the sidebar uses the "

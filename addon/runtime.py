@@ -15,6 +15,7 @@ from ..errors import AuthError, NetworkBlocked, Recon3DError, remember_secrets
 from ..jobs import DEFAULT_MAX_IN_FLIGHT, Engine
 from ..providers import REGISTRY, ProviderSettings, provider_class, resolve_base_url
 from ..providers.addresses import is_loopback
+from ..providers.network import NetworkSettings, proxy_secrets, settings_problem
 from . import EXTENSION_PACKAGE, preferences
 
 _engine: Engine | None = None
@@ -68,13 +69,26 @@ def credentials(provider_id: str) -> dict:
     return creds
 
 
+def network_settings() -> NetworkSettings:
+    """The Network preferences (proxy, CA bundle) and Blender's own network timeout. Main
+    thread only. The proxy may carry a password: it is masked wherever text is scrubbed."""
+    prefs = preferences.get()
+    proxy = prefs.https_proxy.strip() if prefs else ""
+    bundle = prefs.ca_bundle.strip() if prefs else ""
+    remember_secrets(proxy_secrets(proxy))
+    return NetworkSettings(proxy=proxy,
+                           ca_bundle=os.path.expanduser(bpy.path.abspath(bundle)) if bundle
+                           else "",
+                           timeout=float(bpy.context.preferences.system.network_timeout))
+
+
 def resolve_settings(provider_id: str) -> ProviderSettings:
     cls = provider_class(provider_id)
     prefs = preferences.get()
     pref_url = getattr(prefs, cls.url_pref(), "") if prefs else ""
     return ProviderSettings(base_url=resolve_base_url(cls, pref_url),
                             credentials=credentials(provider_id),
-                            allow_online=online_access())
+                            allow_online=online_access(), network=network_settings())
 
 
 def refresh_settings() -> None:
@@ -98,9 +112,10 @@ def settings_for(provider_id: str) -> ProviderSettings:
 
 def send_blocker(provider_id: str) -> tuple[ProviderSettings, Recon3DError | None]:
     """Why a job for this provider cannot be sent now — no key, a key with a space or an
-    invisible character inside, or a service on the internet while Blender's online access is
-    off — as the error to show, or None; with the settings it was decided on. The one
-    definition of these rules: the API raises it, the panel greys Generate out with it."""
+    invisible character inside, a CA bundle that does not exist or a proxy that is not an
+    address, or a service on the internet while Blender's online access is off — as the error
+    to show, or None; with the settings it was decided on. The one definition of these rules:
+    the API raises it, the panel greys Generate out with it."""
     cls = provider_class(provider_id)
     settings = resolve_settings(provider_id)
     missing = cls.missing_keys(settings.credentials)
@@ -113,6 +128,9 @@ def send_blocker(provider_id: str) -> tuple[ProviderSettings, Recon3DError | Non
         return settings, AuthError(
             f"The {names} has a space, line break or other invisible character inside, so it "
             f"was not sent. Copy it again from your {cls.service} account. {cls.key_hint()}")
+    problem = settings_problem(settings.network)
+    if problem:
+        return settings, Recon3DError(problem, code="network_settings")
     if not settings.allow_online and not is_loopback(settings.base_url):
         return settings, NetworkBlocked(
             f"Blender's online access is off, so Recon3D cannot send the job to {cls.service}. "

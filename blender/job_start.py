@@ -5,6 +5,7 @@ fetching a failed job's result again, and pricing a job before it runs. Used by 
 (submit, retry, estimate) and by batches."""
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import tempfile
@@ -17,6 +18,10 @@ from ..jobs import Job
 from ..providers import JobInputs, make_provider, provider_class
 from ..providers.declaration import as_boxes, as_points
 from . import inputs, main_thread
+
+log = logging.getLogger(__name__)
+#: extra parameters already reported this session, per provider
+_told: set[tuple[str, str]] = set()
 
 
 def start_job(image, provider: str, *, auto_import: dict | None = None,
@@ -95,6 +100,10 @@ class JobRequest:
                                points=self.points, boxes=self.boxes, seed=seed,
                                options=self.options))
         self.settings = runtime.check_ready_to_send(provider)
+        unchecked = cls.describe_unchecked(self.options)
+        if unchecked and (cls.id, unchecked) not in _told:   # a typo must not go unseen
+            _told.add((cls.id, unchecked))                    # (once, not per photo)
+            log.warning("Recon3D: %s gets extra parameters unchecked: %s", cls.label, unchecked)
 
     def prepare(self, job_dir: str, image) -> JobInputs:
         cls = self.cls

@@ -65,6 +65,7 @@ class Engine(SharedFolder):
         self._ran: set[str] = set()             # jobs this engine submitted or took over
         self._stamps: dict[str, tuple] = {}     # journal entry identity, as last read
         self._removed: set[str] = set()         # jobs removed here: never listed again
+        self._unsaved: set[str] = set()         # changed while another process held the lock
         self._watcher: threading.Thread | None = None
         self._warned_unsupported = False
         self._sleep = sleep
@@ -182,15 +183,18 @@ class Engine(SharedFolder):
                     before_delete(folder)
                 if os.name == "nt":      # a folder with an open file cannot be moved there
                     self.ownership.release(job.id)
+                with self._lock:
+                    self._removed.add(job.id)
                 try:
                     removal.delete_folder(folder, self.data_dir)
                 except OSError as exc:
+                    with self._lock:
+                        self._removed.discard(job.id)
                     raise Recon3DError(
                         f"Recon3D could not delete the files of “{job.label or job.id}” in "
                         f"{folder} ({exc.strerror or exc}); the job stays listed. Close "
                         f"programs that use them, then try again.", code="removal") from exc
                 with self._lock:
-                    self._removed.add(job.id)
                     self._jobs.pop(job.id, None)
                     self._stamps.pop(job.id, None)
                     self._ran.discard(job.id)
@@ -247,6 +251,7 @@ class Engine(SharedFolder):
         for thread in threading.enumerate():
             if thread.name.startswith("recon3d-") and thread is not threading.current_thread():
                 thread.join(max(deadline - time.monotonic(), 0.0))
+        self.save_deferred()
         with self._take_lock:
             # A worker still inside a step keeps its job until it returns (see _run).
             for job_id in self.ownership.owned():
@@ -288,7 +293,12 @@ class Engine(SharedFolder):
     def _save(self, job: Job) -> None:
         """Journal a change, only ever as the job's owner. A finished job this engine has let
         go of (imported later, say) is owned again for the write, unless another process has
-        it: then the change stays in memory and that process's journal wins."""
+        it: then the change stays in memory and that process's journal wins. A removed job
+        is never journaled again (that would bring its folder back)."""
+        with self._lock:
+            if job.id in self._removed:
+                self._unsaved.discard(job.id)
+                return
         if self.ownership.owns(job.id):
             self.journal.write(job)
         elif self._claim(job.id):
@@ -298,8 +308,24 @@ class Engine(SharedFolder):
                 if job.id not in self._busy:
                     self.ownership.release(job.id)
         else:
-            log.info("Recon3D: job %s belongs to another Blender; change not journaled", job.id)
+            # Another process holds the job's lock: its owner, or a glance at who owns it
+            # (owner_of locks a free job for an instant). The watch writes the change once the
+            # lock is free (check_others); a newer journal entry of the owner's still wins.
+            with self._lock:
+                self._unsaved.add(job.id)
+            log.info("Recon3D: job %s is locked by another Blender; journaled later", job.id)
+            return
+        with self._lock:
+            self._unsaved.discard(job.id)
         self.events.put(job.id)
+
+    def save_deferred(self) -> None:
+        """Journal the changes `_save` could not write while another process held the lock."""
+        with self._lock:
+            pending = [self._jobs[i] for i in self._unsaved if i in self._jobs]
+        for job in pending:
+            with self._take_lock:       # never while `remove` deletes the job's folder
+                self._save(job)
 
     def _set(self, job: Job, **changes) -> None:
         job.update(**changes)

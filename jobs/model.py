@@ -20,8 +20,8 @@ ACTIVE = frozenset({"queued", "submitting", "running", "downloading"})
 #: fields written to the journal, in this order; nothing secret is ever among them
 JOURNAL_FIELDS = ("id", "provider", "state", "progress", "remote_id", "error", "error_code",
                   "files", "cost", "remaining_credits", "polls", "created_at", "updated_at",
-                  "submitted_at", "finished_at", "inputs", "service_data", "submit_sent", "auto_import", "label",
-                  "imported_objects")
+                  "submitted_at", "finished_at", "inputs", "service_data", "submit_sent",
+                  "auto_import", "label", "imported_objects", "notice")
 
 
 _NUMBER = (int, float)
@@ -34,7 +34,7 @@ FIELD_TYPES = {"id": str, "provider": str, "state": str, "progress": _NUMBER,
                "files": list, "polls": int, "created_at": _NUMBER, "updated_at": _NUMBER,
                "submitted_at": _OPTIONAL_NUMBER, "finished_at": _OPTIONAL_NUMBER,
                "inputs": dict, "service_data": dict, "submit_sent": bool, "auto_import": dict,
-               "label": str, "imported_objects": list}
+               "label": str, "imported_objects": list, "notice": _OPTIONAL_TEXT}
 
 #: journal fields written by earlier versions under other names
 LEGACY_FIELDS = {"origin": "auto_import", "provider_state": "service_data"}
@@ -72,6 +72,9 @@ class Job:
         self.auto_import = auto_import or {}
         self.label = label
         self.imported_objects: list[str] = []
+        #: what the artist should know about a job that made it (e.g. one of its variations
+        #: failed): never an error
+        self.notice: str | None = None
         #: who works on it when that is another process (an ownership.OwnerInfo), else None;
         #: such a job is listed here but neither submitted, polled nor downloaded
         self.owner = None

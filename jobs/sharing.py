@@ -24,6 +24,7 @@ class SharedFolder:
         and take over those whose owner is gone. Runs every `takeover_interval` seconds on a
         thread of its own; costs a directory listing and a stat per job, a read per changed
         entry and a claim attempt (~20 µs) per unfinished job of another process."""
+        self.save_deferred()
         listed = self.journal.ids()
         for job_id in listed:
             if self.stopping.is_set():

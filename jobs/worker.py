@@ -183,8 +183,10 @@ class Worker:
 
 
 def _cost_fields(state: dict) -> dict:
-    """The job fields a provider's journaled data sets: cost and credits left."""
+    """The job fields a provider's journaled data sets: cost, credits left and a notice."""
     out = {}
+    if state.get("notice"):
+        out["notice"] = str(state["notice"])
     if state.get("cost") is not None:
         out["cost"] = state["cost"]
     if state.get("remaining_credits") is not None:

@@ -143,6 +143,10 @@ class RECON3D_PT_advanced(Sidebar, bpy.types.Panel):
             row.prop(extra, "kind", text="")
             row.prop(extra, extra.value_attr, text="")
             row.operator("recon3d.extra_option_remove", text="", icon="X").index = index
+        unchecked = cls.describe_unchecked(form.extra_chosen())
+        if unchecked:      # names the model does not declare: a typo shows here
+            draw_wrapped(layout.column(align=True), f"Sent to {cls.service} as typed, "
+                         f"unchecked: {unchecked}", icon="INFO")
         layout.operator("recon3d.extra_option_add", icon="ADD")
 
 

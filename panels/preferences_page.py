@@ -8,6 +8,7 @@ import os
 from ..addon import preferences, runtime
 from ..jobs.removal import size_words
 from ..operators import checks, connection
+from ..providers.network import settings_problem
 from . import common
 from .common import KEY_SOURCE_WORDS, draw_wrapped, switched
 
@@ -32,6 +33,7 @@ def draw_preferences(prefs, layout, context) -> None:
             draw_wrapped(box.column(align=True), message, width=70,
                          icon={"ok": "CHECKMARK", "bad": "ERROR"}.get(state, "SORTTIME"))
     layout.prop(prefs, "max_in_flight")
+    _draw_network(prefs, layout.box(), context)
     # -- where results land by default; the data folder and clearing old results -------------
     box = layout.box()
     box.label(text="Placement and Size of Results (the Sidebar's Defaults)",
@@ -45,6 +47,17 @@ def draw_preferences(prefs, layout, context) -> None:
     if not runtime.online_access():
         layout.label(text="Online access is off: Recon3D can only reach services on this "
                           "machine. Turn it on in System › Network.", icon="ERROR")
+
+
+def _draw_network(prefs, box, context) -> None:
+    """Proxy, CA bundle and Blender's own network time-out (which Recon3D follows)."""
+    box.label(text="Network", icon="WORLD")
+    box.prop(prefs, "https_proxy")
+    box.prop(prefs, "ca_bundle")
+    box.prop(context.preferences.system, "network_timeout", text="Time-out (Blender's)")
+    problem = settings_problem(runtime.network_settings())
+    if problem:
+        draw_wrapped(box.column(align=True), problem, width=70, icon="ERROR")
 
 
 _sizes: dict[str, tuple[float, str]] = {}

@@ -42,8 +42,11 @@ def make_provider(provider_id: str, settings: ProviderSettings, *,
                   sleep: Callable[[float], None] | None = None) -> Provider:
     cls = provider_class(provider_id)
     holder: list[Provider] = []
+    connect_timeout, read_timeout = settings.network.timeouts()
     config = HttpConfig(service=cls.service, base_url=settings.base_url,
-                        auth_headers={}, allow_online=settings.allow_online)
+                        auth_headers={}, allow_online=settings.allow_online,
+                        network=settings.network, connect_timeout=connect_timeout,
+                        read_timeout=read_timeout)
     kwargs = {"stop": stop, "on_backoff": on_backoff,
               "not_accepted": lambda resp: holder[0].not_accepted(resp)}
     if sleep is not None:

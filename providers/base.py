@@ -7,6 +7,7 @@ checks and the engine read the declaration; none of them special-case a provider
 """
 from __future__ import annotations
 
+import json
 import math
 import os
 import unicodedata
@@ -105,14 +106,38 @@ class Provider:
                                  f"{inputs.seed!r} is out of range.")
         cls.validate_options(inputs.options)
 
+    # -- options: declared ones checked, any other name sent as typed ---------------------------
+    @classmethod
+    def reserved_params(cls) -> Mapping[str, str]:
+        """Request fields Recon3D sets itself (the photo, prompt, seed, ids …), each with the
+        form field that sets it ("" when none does). Defined by each provider beside the code
+        that builds its request; an extra parameter may not name one."""
+        return {}
+
+    @classmethod
+    def unchecked_options(cls, options: Mapping) -> dict:
+        """The options that are not declared: sent to the service as typed, unchecked."""
+        declared = {o.name for o in cls.options}
+        return {k: v for k, v in options.items() if k not in declared}
+
+    @classmethod
+    def describe_unchecked(cls, options: Mapping) -> str:
+        """What a job sends beyond the declared options, as JSON would write it ("foo=3,
+        bar=true, style=\"studio\""), or "": so a typo shows (command line, log, panel)."""
+        return ", ".join(f"{k}={json.dumps(v, ensure_ascii=False)}"
+                         for k, v in cls.unchecked_options(options).items())
+
     @classmethod
     def validate_options(cls, options: Mapping) -> None:
+        """Declared options must meet their OptionSpec. Any other name goes to the service
+        as typed (it may take parameters Recon3D does not list), except a field Recon3D sets
+        itself or a near miss of a declared option's name (a typo: 'SSSamplingSteps')."""
         specs = {o.name: o for o in cls.options}
         for key, value in options.items():
             spec = specs.get(key)
             if spec is None:
-                known = ", ".join(specs) or "none"
-                raise InputError(f"{cls.label} has no option '{key}' (its options: {known}).")
+                cls._check_unchecked(key, value, specs)
+                continue
             if spec.kind is bool:
                 if not isinstance(value, bool):
                     raise InputError(f"{cls.label} option '{key}' must be true or false.")
@@ -127,6 +152,24 @@ class Provider:
                     spec.maximum is not None and value > spec.maximum:
                 raise InputError(f"{cls.label} option '{key}' must be between {spec.minimum:g} "
                                  f"and {spec.maximum:g}; {value!r} is out of range.")
+
+    @classmethod
+    def _check_unchecked(cls, key, value, specs: Mapping[str, OptionSpec]) -> None:
+        if not isinstance(key, str) or not key.strip() or key != key.strip():
+            raise InputError(f"An extra parameter of {cls.label} needs a name without spaces "
+                             f"around it; got {key!r}.")
+        reserved = {_folded(name): (name, field) for name, field in
+                    cls.reserved_params().items()}
+        name, field = reserved.get(_folded(key), (None, ""))
+        if name is not None:
+            instead = f"use the {field} field instead" if field else "it cannot be changed"
+            raise InputError(f"{key} is set by Recon3D itself for {cls.label}; {instead}.")
+        near = [name for name in specs if _folded(name) == _folded(key)]
+        if near:
+            raise InputError(f"{cls.label} has no option '{key}'; did you mean '{near[0]}'?")
+        if not _plain_json(value):
+            raise InputError(f"The extra parameter '{key}' of {cls.label} must be text, a "
+                             f"number, true/false, a list or an object; got {value!r}.")
 
     # -- protocol (implemented per service) ---------------------------------------------------
     def submit(self, inputs: JobInputs, state: dict,
@@ -177,6 +220,26 @@ class Provider:
         """Does this answer to a billing request prove the service did not take it (so it may
         be sent again)? The general rule is in billing.py; a service may know more."""
         return resp.status_code in NOT_ACCEPTED_STATUSES
+
+
+def _folded(name) -> str:
+    """A name as a typo would still match it: case, '_' and '-' ignored."""
+    return str(name).lower().replace("_", "").replace("-", "")
+
+
+def _plain_json(value, depth: int = 0) -> bool:
+    """A value JSON carries as is: text, a finite number, true/false, null, lists, objects."""
+    if depth > 32:
+        return False
+    if value is None or isinstance(value, (str, bool, int)):
+        return True
+    if isinstance(value, float):
+        return math.isfinite(value)
+    if isinstance(value, (list, tuple)):
+        return all(_plain_json(v, depth + 1) for v in value)
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _plain_json(v, depth + 1) for k, v in value.items())
+    return False
 
 
 __all__ = ["Capabilities", "JobInputs", "KeySpec", "OptionSpec", "PollStatus", "Provider",

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any, Mapping, Sequence
 
 from ..errors import InputError
+from .network import NetworkSettings
 
 Point = tuple[float, float]
 Box = tuple[float, float, float, float]
@@ -97,6 +98,8 @@ class ProviderSettings:
     base_url: str
     credentials: dict = field(repr=False)       # keys: never in a repr or a log
     allow_online: bool = False
+    #: the proxy, CA bundle and Blender's network timeout (network.py)
+    network: NetworkSettings = field(default_factory=NetworkSettings)
 
 
 def load_options(file_name: str) -> tuple[OptionSpec, ...]:

@@ -75,12 +75,20 @@ class FalProvider(Provider):
                 raise InputError(f"{cls.label} option '{spec.name}' must be one of {allowed}; "
                                  f"{value!r} is not.")
 
+    @classmethod
+    def reserved_params(cls):
+        return {cls.image_field: "Photo", "seed": "Seed"}
+
     def sent_options(self, inputs: JobInputs) -> dict:
-        """The options the artist set that are fal parameters, as fal wants them."""
+        """The options the artist set that are fal parameters, as fal wants them; extra
+        parameters (not declared) as typed."""
         specs = {o.name: o for o in self.options}
         out = {}
         for name, value in inputs.options.items():
-            spec = specs[name]
+            spec = specs.get(name)
+            if spec is None:
+                out[name] = value
+                continue
             if not getattr(spec, "sent", True):
                 continue
             if spec.kind is int:

@@ -85,6 +85,11 @@ class FalSam3D(FalProvider):
     )
 
     @classmethod
+    def reserved_params(cls):
+        return {**super().reserved_params(), "prompt": "Prompt", "mask_urls": "Mask",
+                "point_prompts": "Points", "box_prompts": "Boxes"}
+
+    @classmethod
     def validate(cls, inputs: JobInputs) -> None:
         super().validate(inputs)
         background = int(inputs.options.get("background_points", 0))

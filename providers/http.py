@@ -2,7 +2,9 @@
 """The one HTTP layer every provider shares. bpy-free.
 
 What it guarantees, so no provider has to repeat it:
-- a timeout on every request (connect and read);
+- a timeout on every request (connect and read: Blender's network timeout, network.py);
+- the proxy and CA bundle of the preferences on every request (network.py), loopback never
+  through a proxy;
 - credentials are attached only to requests for the provider's own host; redirects are followed
   by hand so a key never follows a redirect to another host (requests only strips
   `Authorization`, not custom headers such as Segmind's `x-api-key`);
@@ -32,11 +34,11 @@ from .addresses import is_internal, is_loopback, scheme_host_port
 from .billing import NOT_ACCEPTED_STATUSES, ambiguous_submit, never_sent
 from .files import remove_quietly
 from .messages import describe_download_error, json_body
+from .network import (CONNECT_TIMEOUT, READ_TIMEOUT, SLOW_READ_FLOOR, NetworkSettings,
+                      describe_transport, proxy_failed, route, untrusted)
 from .retry import TRANSIENT_STATUSES, RetryPolicy, server_retry_hint
 
 USER_AGENT = "Recon3D-Blender/0.1"
-CONNECT_TIMEOUT = 10.0
-READ_TIMEOUT = 60.0
 MAX_REDIRECTS = 5
 
 
@@ -58,6 +60,7 @@ class HttpConfig:
     retry: RetryPolicy = field(default_factory=RetryPolicy)
     connect_timeout: float = CONNECT_TIMEOUT
     read_timeout: float = READ_TIMEOUT
+    network: NetworkSettings = field(default_factory=NetworkSettings)   # proxy, CA bundle
 
 
 class HttpClient:
@@ -120,15 +123,18 @@ class HttpClient:
             self._sleep(seconds)
 
     def _send_once(self, method: str, url: str, *, json_data=None, data=None,
-                   headers=None, stream=False) -> requests.Response:
-        """One request, with redirects followed by hand (auth dropped on a host change)."""
+                   headers=None, stream=False, read_floor: float = 0.0) -> requests.Response:
+        """One request, with redirects followed by hand (auth dropped on a host change).
+        `read_floor`: the least this request waits for an answer (a paid submit, a
+        download), however short the network timeout."""
         for _ in range(MAX_REDIRECTS + 1):
             self._check_allowed(url)
             resp = self.session.request(
                 method, url, json=json_data, data=data,
                 headers=self._headers_for(url, headers), stream=stream,
-                allow_redirects=False,
-                timeout=(self.config.connect_timeout, self.config.read_timeout))
+                allow_redirects=False, **route(self.config.network, url),
+                timeout=(self.config.connect_timeout,
+                         max(self.config.read_timeout, read_floor)))
             if resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                 url = urljoin(url, resp.headers["Location"])
                 resp.close()
@@ -160,7 +166,8 @@ class HttpClient:
             hint = None
             try:
                 resp = self._send_once(method, url, json_data=json_data, data=data,
-                                       headers=headers, stream=stream)
+                                       headers=headers, stream=stream,
+                                       read_floor=SLOW_READ_FLOOR if billing else 0.0)
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                     requests.exceptions.ChunkedEncodingError) as exc:
                 # A refused connection proves nothing was sent; a reset after sending, a read
@@ -171,8 +178,8 @@ class HttpClient:
                         f"{service} did not answer in time." if isinstance(
                             exc, requests.exceptions.Timeout) else
                         f"The connection to {service} broke while sending the job.")) from None
-                if attempt >= policy.attempts:
-                    raise _transport_error(service, exc) from None
+                if attempt >= policy.attempts or untrusted(exc):
+                    raise self._transport_error(exc) from None
             else:
                 if not stream and _cut_off(resp):
                     # urllib3 1.26 (Blender 4.2) hands over a short body without a word;
@@ -188,6 +195,9 @@ class HttpClient:
                     continue
                 if resp.ok or resp.status_code in ok_statuses or (read_if and read_if(resp)):
                     return resp
+                if resp.status_code == 407:       # the proxy refused to carry it
+                    resp.close()
+                    raise proxy_failed(service, self.config.network)
                 retryable = self.not_accepted(resp) if billing else \
                     resp.status_code in TRANSIENT_STATUSES
                 if not retryable or attempt >= policy.attempts:
@@ -237,7 +247,7 @@ class HttpClient:
             attempt += 1
             hint = None
             try:
-                resp = self._send_once("GET", url, stream=True)
+                resp = self._send_once("GET", url, stream=True, read_floor=SLOW_READ_FLOOR)
                 try:
                     if resp.status_code in (403, 404, 410) and on_expired and not refreshed:
                         refreshed = True
@@ -256,6 +266,9 @@ class HttpClient:
             except (requests.exceptions.ConnectionError, requests.exceptions.Timeout,
                     requests.exceptions.ChunkedEncodingError, _Truncated) as exc:
                 remove_quietly(part)
+                refused = describe_transport(self.config.service, self.config.network, exc)
+                if refused is not None and (attempt >= policy.attempts or untrusted(exc)):
+                    raise refused from None
                 if attempt >= policy.attempts:
                     raise ResultError(
                         f"The download from {self.config.service} kept breaking off "
@@ -263,6 +276,21 @@ class HttpClient:
                         f"nothing was billed again; use Retry Download later.",
                         code="download") from None
             self._wait(policy.delay(attempt, hint))
+
+    def _transport_error(self, exc: Exception) -> Recon3DError:
+        service = self.config.service
+        refused = describe_transport(service, self.config.network, exc)
+        if refused is not None:
+            return refused
+        if isinstance(exc, requests.exceptions.Timeout):
+            limit = self.config.network.timeout
+            within = (f" within {limit:g} s (Blender's Preferences › System › Network › "
+                      f"Time-out)" if limit else "")
+            return ServiceError(f"{service} did not answer in time{within}. Try again in a few "
+                                f"minutes.", code="timeout")
+        return ServiceError(f"Recon3D could not reach {service}. Check your internet "
+                            f"connection (or the endpoint in Preferences › Add-ons › Recon3D) "
+                            f"and try again.", code="unreachable")
 
     def _stream_to(self, resp, part, dest, max_bytes, check, chunk_size) -> int:
         expected = resp.headers.get("Content-Length")
@@ -326,12 +354,3 @@ def _cut_off(resp: requests.Response) -> bool:
     if not length.isdigit() or resp.headers.get("Content-Encoding"):
         return False
     return len(resp.content) < int(length)
-
-
-def _transport_error(service: str, exc: Exception) -> Recon3DError:
-    if isinstance(exc, requests.exceptions.Timeout):
-        return ServiceError(f"{service} did not answer in time. Try again in a few minutes.",
-                            code="timeout")
-    return ServiceError(f"Recon3D could not reach {service}. Check your internet connection "
-                        f"(or the endpoint in Preferences › Add-ons › Recon3D) and try again.",
-                        code="unreachable")

@@ -48,6 +48,13 @@ class RunwareSam3D(Provider):
     def _auth(self) -> dict:
         return {"Authorization": f"Bearer {self.settings.credentials.get('runware_api_key', '')}"}
 
+    @classmethod
+    def reserved_params(cls):
+        """Every field `build_task` writes, and the webhook (results come back to Recon3D)."""
+        return {"taskType": "", "taskUUID": "", "model": "Model", "positivePrompt": "Prompt",
+                "inputs": "Photo and Mask", "outputFormat": "", "outputType": "",
+                "deliveryMethod": "", "includeCost": "", "seed": "Seed", "webhookURL": ""}
+
     def build_task(self, inputs: JobInputs, task_uuid: str) -> dict:
         # positivePrompt is required by the SDK's schema for meta:sam@3d (runware-sdk 1.8):
         # the artist's prompt, else a neutral word.
@@ -62,6 +69,7 @@ class RunwareSam3D(Provider):
         results = int(inputs.options.get("numberResults", 1))
         if results != 1:
             task["numberResults"] = results
+        task.update(self.unchecked_options(inputs.options))     # extra parameters, as typed
         return task
 
     def _post(self, tasks: list, *, billing: bool = False) -> tuple[list[dict], list[dict]]:
@@ -136,24 +144,39 @@ class RunwareSam3D(Provider):
         # earlier polls are kept in the journaled state, so a result is never lost or counted
         # twice, and the task is done only when every paid variation is in.
         done = state.setdefault("results", {})
+        # A variation can fail on its own (the SDK reports it and keeps the others): the
+        # made ones are paid for, so they are kept, and the job ends once every variation
+        # has either arrived or failed.
+        failed = state.setdefault("failed_results", {})
         progress = {}
+        processing = False
         for item in items:
             if item.get("taskUUID") not in (None, remote_id):
                 continue
+            key = _result_key(item, len(done) + len(failed))
             if str(item.get("status", "")).lower() == "error" or \
                     isinstance(item.get("error"), dict):
-                return PollStatus("failed", error=_reason(item))
-            key = _result_key(item, len(done))
+                failed.setdefault(key, _reason(item))
+                continue
             urls = [f["url"] for f in ((item.get("outputs") or {}).get("files") or [])
                     if isinstance(f, dict) and f.get("url")]
             if urls:
                 done[key] = {"urls": urls, "cost": item.get("cost")}
-            elif isinstance(item.get("progress"), (int, float)):
-                progress[key] = min(max(float(item["progress"]) / 100.0, 0.0), 1.0)
+            else:
+                processing = True
+                if isinstance(item.get("progress"), (int, float)):
+                    progress[key] = min(max(float(item["progress"]) / 100.0, 0.0), 1.0)
         costs = [r["cost"] for r in done.values() if isinstance(r.get("cost"), (int, float))]
         if costs:
             state["cost"] = sum(costs)
-        if len(done) >= wanted:
+        lost = {k: v for k, v in failed.items() if k not in done}
+        if len(done) + len(lost) >= wanted or (lost and not processing):
+            if not done:
+                return PollStatus("failed", error=next(iter(lost.values())))
+            if lost:
+                state["notice"] = (f"{len(lost)} of {wanted} variations could not be made "
+                                   f"({next(iter(lost.values()))}); the {len(done)} made "
+                                   f"are kept.")
             urls = [u for key in sorted(done, key=_order) for u in done[key]["urls"]]
             return PollStatus("done", progress=1.0, result={"urls": urls})
         share = (len(done) + sum(v for k, v in progress.items() if k not in done)) / wanted

@@ -67,13 +67,22 @@ class ScenarioProvider(Provider):
             if index >= len(masks):
                 masks.append(self.upload(path, f"mask-{index}.png"))
 
+    @classmethod
+    def reserved_params(cls):
+        return {"image": "Photo", "seed": "Seed"}
+
     def build_body(self, inputs: JobInputs, state: dict) -> dict:
+        """The model's own fields (see `reserved_params`); `request_body` adds the rest."""
         raise NotImplementedError
+
+    def request_body(self, inputs: JobInputs, state: dict) -> dict:
+        """The generate body: the model's fields, then the extra parameters as typed."""
+        return {**self.build_body(inputs, state), **self.unchecked_options(inputs.options)}
 
     # -- protocol -------------------------------------------------------------------------------
     def submit(self, inputs, state, mark_sending) -> str:
         self.upload_inputs(inputs, state)
-        body = self.build_body(inputs, state)
+        body = self.request_body(inputs, state)
         mark_sending()
         resp = self.http.request("POST", f"/generate/custom/{self.model}", json_data=body,
                                  billing=True)
@@ -97,7 +106,7 @@ class ScenarioProvider(Provider):
         # billing=True: should a service ever ignore dryRun, an unanswered send is not
         # repeated (each could start a paid job), and a job it did start is canceled below.
         resp = self.http.request("POST", f"/generate/custom/{self.model}?dryRun=true",
-                                 json_data=self.build_body(inputs, state), billing=True)
+                                 json_data=self.request_body(inputs, state), billing=True)
         data = json_body(resp)
         job = data.get("job") if isinstance(data, dict) else None
         if resp.status_code != 269 and isinstance(job, dict) and job.get("jobId"):
@@ -202,6 +211,11 @@ class ScenarioSam3D(ScenarioProvider):
                                 points=True, boxes=True, max_boxes=16, seed=True,
                                 seed_range=(0, 2**31 - 1), multi_object=True)
 
+    @classmethod
+    def reserved_params(cls):
+        return {**super().reserved_params(), "prompt": "Prompt", "mask": "Mask",
+                "pointPrompts": "Points", "boxPrompts": "Boxes"}
+
     def build_body(self, inputs, state) -> dict:
         body: dict = {"image": state["image_asset"]}
         if inputs.prompt:
@@ -230,7 +244,9 @@ class ScenarioPixal3D(ScenarioProvider):
 
     def build_body(self, inputs, state) -> dict:
         body: dict = {"image": state["image_asset"]}
-        body.update(inputs.options)      # only what the artist set; Scenario applies defaults
+        extra = self.unchecked_options(inputs.options)      # added by request_body
+        # only the declared options the artist set; Scenario applies defaults
+        body.update({k: v for k, v in inputs.options.items() if k not in extra})
         if inputs.seed is not None:
             body["seed"] = int(inputs.seed)
         return body

@@ -51,6 +51,11 @@ class SegmindSam3D(Provider):
         return {"x-api-key": self.settings.credentials.get("segmind_api_key", "")}
 
     # -- submit ---------------------------------------------------------------------------------
+    @classmethod
+    def reserved_params(cls):
+        return {"image": "Photo", "prompt": "Prompt", "mask": "Mask", "point_coords": "Points",
+                "bounding_box": "Boxes", "seed": "Seed"}
+
     def build_payload(self, inputs: JobInputs) -> dict:
         payload: dict = {"image": read_base64(inputs.image_path)}
         if inputs.prompt:
@@ -66,6 +71,7 @@ class SegmindSam3D(Provider):
         if inputs.seed is not None:
             payload["seed"] = int(inputs.seed)
         payload["include_artifacts"] = bool(inputs.options.get("include_artifacts", False))
+        payload.update(self.unchecked_options(inputs.options))     # extra parameters, as typed
         return payload
 
     def submit(self, inputs, state, mark_sending) -> str:

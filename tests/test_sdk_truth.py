@@ -6,11 +6,14 @@ output and FAILED bodies under any status, Scenario's hidden uploads, total cost
 estimate."""
 from __future__ import annotations
 
+import importlib
+import os
+
 import bpy
 import numpy as np
 import pytest
 
-from conftest import bottom_centre
+from conftest import PKG, bottom_centre
 from emulator import Reply, TEST_KEYS
 from emulator.runware import task_validator
 from test_jobs import _resume, _start_and_kill, crash_env, journal  # noqa: F401 (fixture)
@@ -145,6 +148,38 @@ def test_runware_three_variations_all_arrive_side_by_side(api, emulator, fixture
     spans = sorted((bottom_centre([o])[1][0], bottom_centre([o])[2][0]) for o in objects)
     assert all(left[1] <= right[0] + 1e-6 for left, right in zip(spans, spans[1:])), spans
     assert emulator.runware.billed == 1
+
+
+def test_runware_one_failed_variation_keeps_the_paid_ones(api, emulator, fixtures, capsys):
+    """runware-sdk's collector keeps successful items beside an error item: a variation that
+    fails on its own must not throw away the others, which are billed."""
+    serve(emulator, "runware_sam3d", [fixtures.glb("blob")])
+    emulator.runware.duration = 1.5
+    emulator.runware.fail_results = {1}
+    job = api.submit(fixtures.path("photo.png"), "runware_sam3d",
+                     options={"numberResults": 3}).wait(30)
+    assert job.state == "ready", job.error
+    assert job.error is None and len(set(job.files)) == 2
+    assert "1 of 3 variations could not be made" in job.notice
+    assert "Inference failed for this result" in job.notice
+    assert job.cost == pytest.approx(2 * emulator.runware.cost)
+    assert journal(os.environ["RECON3D_DATA_DIR"], job.id)["notice"] == job.notice
+    cli = importlib.import_module(f"{PKG}.cli")
+    assert cli.main(["jobs"]) == 0
+    listed = next(line for line in capsys.readouterr().out.splitlines() if job.id in line)
+    assert "1 of 3 variations could not be made" in listed
+    assert len(api.import_job(job)) == 2
+    assert emulator.runware.billed == 1
+
+
+def test_runware_every_variation_failing_fails_the_job_with_the_reason(api, emulator, fixtures):
+    serve(emulator, "runware_sam3d", [fixtures.glb("blob")])
+    emulator.runware.duration = 0.6
+    emulator.runware.fail_results = {0, 1}
+    job = api.submit(fixtures.path("photo.png"), "runware_sam3d",
+                     options={"numberResults": 2}).wait(30)
+    assert job.state == "failed" and job.files == []
+    assert "Inference failed for this result" in job.error
 
 
 @pytest.mark.parametrize("style", ["item", "error", "errors"])

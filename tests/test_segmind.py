@@ -151,7 +151,8 @@ def test_remote_host_refused_while_online_access_is_off(api, emulator, fixtures)
     ({"seed": 2_000_000}, "0 to 1,000,000"),
     ({"points": [(10, 10)], "boxes": [(1, 1, 5, 5), (2, 2, 6, 6)]}, "at most 1 box"),
     ({"points": [(500, 10)]}, "outside the image"),
-    ({"options": {"steps": 3}}, "no option 'steps'"),
+    ({"options": {"includeArtifacts": True}}, "did you mean 'include_artifacts'?"),
+    ({"options": {"seed": 3}}, "seed is set by Recon3D itself"),
     ({"provider": "nope"}, "Unknown provider"),
 ])
 def test_bad_input_refused_before_upload(api, emulator, fixtures, tmp_path, kwargs, fragment):

@@ -217,3 +217,38 @@ def test_ownership_a_lock_that_cannot_be_made_is_a_clear_error(recon3d, emulator
     finally:
         engine.shutdown()
     assert emulator.segmind.submits == []
+
+
+def test_ownership_a_change_made_while_another_process_holds_the_lock_is_journaled_later(
+        recon3d, emulator, fixtures, tmp_path):
+    """Importing a finished job while another process holds its lock for an instant (its
+    watch glancing at who owns it): the "imported" state reaches the journal once the lock is
+    free, instead of being dropped — so the other Blender does not list it as still ready."""
+    import importlib
+    from conftest import PKG
+    jobs, runtime, ownership = (importlib.import_module(f"{PKG}.{m}")
+                                for m in ("jobs", "addon.runtime", "jobs.ownership"))
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    data = str(tmp_path / "data")
+    engine = jobs.Engine(data, runtime.settings_for, owner_label="this Blender")
+    glance = ownership.Ownership(data, "the other Blender's watch")
+    try:
+        job = engine.submit(jobs.Job("segmind_sam3d", {
+            "image_path": fixtures.path("photo.png"), "image_size": [64, 64]}))
+        assert job.wait(30).state == "ready", job.error
+        assert wait_until(lambda: not engine.ownership.owns(job.id), 5)
+        assert glance.claim(job.id)
+
+        engine.mark_imported(job, ["Mesh"])
+
+        assert engine.journal.load(job.id).state == "ready"      # locked: not yet written
+        engine.check_others()
+        assert engine.journal.load(job.id).state == "ready"      # still locked
+        glance.release(job.id)
+        engine.check_others()
+        entry = engine.journal.load(job.id)
+        assert (entry.state, entry.imported_objects) == ("imported", ["Mesh"])
+        assert not engine.ownership.owns(job.id)                 # claimed for the write only
+    finally:
+        glance.release_all()
+        engine.shutdown()

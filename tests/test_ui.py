@@ -411,8 +411,12 @@ def test_generate_is_greyed_out_for_each_reason(ui):
     extra = form.extra_options.add()
     extra.name, extra.kind, extra.int_value = "ssSamplingSteps", "INT", 500
     assert "'ssSamplingSteps' must be between 1 and 100" in ui.checks.submit_blocker(bpy.context)
-    extra.name = "unknownParameter"
-    assert "has no option 'unknownParameter'" in ui.checks.submit_blocker(bpy.context)
+    extra.name = "SSSamplingSteps"          # a near miss of a declared name: a typo
+    assert "did you mean 'ssSamplingSteps'?" in ui.checks.submit_blocker(bpy.context)
+    extra.name = "image"                    # a field Recon3D sets itself
+    assert "image is set by Recon3D itself" in ui.checks.submit_blocker(bpy.context)
+    extra.name = "unknownParameter"         # any other name goes to the service as typed
+    assert ui.checks.submit_blocker(bpy.context) is None
     form.extra_options.clear()
     assert ui.checks.submit_blocker(bpy.context) is None
     ui.monkeypatch.setattr(ui.runtime, "online_access", lambda: False)

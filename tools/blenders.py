@@ -28,9 +28,11 @@ RELEASES: dict[str, list[str]] = {
 }
 #: releases whose bpy wheel needs another Python than the 3.11 running the tools
 PYTHON_313 = {"5.2"}
-# rfc3986-validator lets jsonschema check "format": "uri" (else it passes anything)
+# rfc3986-validator lets jsonschema check "format": "uri" (else it passes anything);
+# cryptography makes the network tests' certificate authority (no openssl command needed)
 TEST_TOOLS = ["pytest==8.3.4", "jsonschema==4.23.0", "rfc3986-validator==0.1.1",
-              "hypothesis==6.122.3"]
+              "hypothesis==6.122.3", "cryptography==44.0.0", "cffi==1.17.1",
+              "pycparser==2.22"]
 
 
 def cache_root() -> Path:

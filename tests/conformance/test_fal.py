@@ -266,3 +266,16 @@ def test_gaussian_splat_is_3dgs_ply(emu, fal):
     rgb = [0.5 + SH_C0 * row[names.index(f"f_dc_{i}")] for i in range(3)]
     assert rgb == pytest.approx(colours[0], abs=1e-5)
     assert len({c for c in colours}) > 10      # not one flat colour
+
+
+def test_extra_parameters_travel_in_the_input_and_unknown_ones_fail_the_run(emu, fal):
+    """The input dict is the request body as given (where Recon3D puts its extra parameters):
+    a field the endpoint documents runs; an unknown one fails the run with fal's 422."""
+    emu.fal.queue_time = emu.fal.duration = 0.02
+    output = fal.subscribe(HUNYUAN, {"input_image_url": DATA_URI, "generate_type": "LowPoly",
+                                     "generate_pbr": True})
+    assert output["model_glb"]["url"] and emu.fal.invalid == []
+    assert emu.fal.submits[0].json["generate_type"] == "LowPoly"
+    with pytest.raises(fal_client.FalClientHTTPError) as failed:
+        fal.subscribe(HUNYUAN, {"input_image_url": DATA_URI, "r3dCount": 3})
+    assert "r3dCount" in str(failed.value) and "extra fields not permitted" in str(failed.value)

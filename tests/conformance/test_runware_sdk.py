@@ -81,6 +81,22 @@ def test_variations_arrive_one_after_another(emu):
     assert emu.runware.billed == 1
 
 
+def test_one_failed_variation_beside_successful_ones(emu):
+    """A result that fails on its own is an error item beside the others: the SDK shows the
+    successful one to on_result before raising the error item's reason."""
+    emu.runware.results = [GLB]
+    emu.runware.duration = 1.0
+    emu.runware.fail_results = {1}
+    arrivals = []
+    options = RunOptions(on_result=lambda item: arrivals.append(
+        (item["resultIndex"], item["status"])))
+    with pytest.raises(RunwareError) as caught:
+        drive(emu, lambda c: c.run(task(numberResults=2), options))
+    assert caught.value.message == "Inference failed for this result"
+    assert arrivals == [(0, "success"), (1, "error")]
+    assert emu.runware.billed == 1
+
+
 @pytest.mark.parametrize("style", ["item", "errors", "error"])
 def test_failure_carries_the_nested_reason(emu, style):
     """A failed item's `error: {code, message}`, a 400 `errors` array, or a 200 with a
@@ -175,3 +191,12 @@ def test_wrong_key_is_refused(emu):
     with pytest.raises(RunwareError) as caught:
         asyncio.run(main())
     assert caught.value.code == "auth" and caught.value.status_code == 401
+
+
+def test_a_documented_parameter_travels_at_the_top_level_of_the_task(emu):
+    """Every parameter is a key of the task object (TaskPayload.to_wire: taskType, taskUUID,
+    then the rest), where Recon3D puts its extra parameters too; `ttl` is in the schema."""
+    emu.runware.results = [GLB]
+    results = drive(emu, lambda c: c.run(task(taskUUID=str(uuid.uuid4()), ttl=3600)))
+    assert len(results) == 1 and emu.runware.submits[0].json[0]["ttl"] == 3600
+    assert emu.runware.invalid == []

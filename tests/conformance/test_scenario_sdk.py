@@ -164,3 +164,15 @@ def test_errors_are_status_errors(client, emu):
                                 max_retries=0, _strict_response_validation=True)
     with pytest.raises(scenario_sdk.AuthenticationError):
         bad.jobs.retrieve("job_x")
+
+
+def test_extra_parameters_travel_in_the_body_and_unknown_ones_are_refused(client, emu):
+    """A parameter goes in `run_model`'s body beside the documented ones (where Recon3D puts
+    its extra parameters); a name the model does not take is refused with HTTP 400, naming
+    it, and starts nothing."""
+    image = upload(client, hide=True)
+    with pytest.raises(scenario_sdk.BadRequestError) as refused:
+        client.generate.run_model(SAM, body={"image": image.id, "r3dCount": 3})
+    assert "r3dCount" in str(refused.value) and emu.scenario.jobs == {}
+    assert emu.requests(contains="/generate/custom/")[0].json == {"image": image.id,
+                                                                  "r3dCount": 3}

@@ -98,3 +98,13 @@ def test_wrong_key_is_refused(emu):
     with pytest.raises(segmind.SegmindError) as caught:
         sdk.submit_async(SLUG, image=PNG_B64)
     assert caught.value.status == 401
+
+
+def test_extra_parameters_travel_at_the_top_level_of_the_body(client, emu):
+    """The SDK forwards any parameter verbatim into the JSON body (`**params`), where Recon3D
+    puts its extra parameters too; the service takes the job."""
+    emu.segmind.result = GLB
+    job = submit(client, r3dCount=3, r3dFlag=True, r3dStyle="studio")
+    assert job.wait(timeout=10, interval=0.05)["status"] == "COMPLETED"
+    sent = emu.segmind.submits[0].json
+    assert (sent["r3dCount"], sent["r3dFlag"], sent["r3dStyle"]) == (3, True, "studio")

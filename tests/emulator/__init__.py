@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import itertools
 import os
+import ssl
 import threading
 import time
 import uuid
@@ -47,6 +48,7 @@ class Emulator:
                          "/runware/": self.runware, "/fal/": self.fal, "/fal-rest/": self.fal}
         self.api = Server("api", self._route_api, self.log, self.faults, self.lock)
         self.cdn = Server("cdn", self._route_cdn, self.log, self.faults, self.lock)
+        self.extra_servers: list[Server] = []
 
     # -- setup ----------------------------------------------------------------------------------
     @property
@@ -131,9 +133,19 @@ class Emulator:
             return [r for r in self.log if (server is None or r.server == server)
                     and contains in r.path and (method is None or r.method == method)]
 
+    def serve_tls(self, certfile: str, keyfile: str) -> str:
+        """Serve the services' protocols over HTTPS too, with this certificate, on another
+        loopback port (recorded as server "tls"); returns its root URL. Closed with the
+        emulator."""
+        context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        context.load_cert_chain(certfile, keyfile)
+        server = Server("tls", self._route_api, self.log, self.faults, self.lock, tls=context)
+        self.extra_servers.append(server)
+        return server.url
+
     def close(self) -> None:
-        self.api.close()
-        self.cdn.close()
+        for server in (self.api, self.cdn, *self.extra_servers):
+            server.close()
 
     # -- routing --------------------------------------------------------------------------------
     def _route_api(self, req: Recorded) -> Reply:

@@ -49,6 +49,7 @@ class RunwareTask:
     fail: str | None
     results: list[bytes]
     count: int = 1                  # numberResults: one item per result
+    failing: frozenset = frozenset()  # result indices that end as error items of their own
     #: result index -> its files [{uuid, url}], fixed once published (polls are cumulative)
     files: dict[int, list[dict]] = field(default_factory=dict)
     fetched: bool = False
@@ -69,7 +70,8 @@ class RunwareService:
     task's `numberResults` items carries them all), `fail` (reason), `fail_code`, `fail_style`
     ("item": a getResponse item `{"status": "error", "error": {code, message}}`; "errors": a
     400 `errors` array; "error": HTTP 200 with a singular top-level `error` object), `cost` (per
-    result item).
+    result item), `fail_results` (indices of results that fail on their own: error items beside
+    the successful ones, as the SDK's collector expects).
 
     As the service does (shared/PROVIDERS.md, corrections read from runware-sdk 1.8): a
     3dInference whose taskUUID is already known is refused with HTTP 400
@@ -94,6 +96,8 @@ class RunwareService:
         self.duration = 0.3
         self.results: list[bytes] = []
         self.fail: str | None = None
+        #: result indices that fail on their own (status "error" items beside the others)
+        self.fail_results: set[int] = set()
         self.fail_code = "inferenceError"
         self.fail_style = "item"
         self.cost = 0.0123
@@ -170,7 +174,8 @@ class RunwareService:
                                    "Use a new UUID for each task."}
             self.tasks[task_uuid] = RunwareTask(
                 task_uuid, task, time.time(), self.duration, self.fail, list(self.results),
-                count=int(task.get("numberResults", 1)))
+                count=int(task.get("numberResults", 1)),
+                failing=frozenset(self.fail_results))
             self.max_running = max(self.max_running, self.running())
         return {"taskType": "3dInference", "taskUUID": task_uuid}
 
@@ -195,6 +200,11 @@ class RunwareService:
                 share = (now - start) / max(task.done_at(index) - start, 1e-9)
                 items.append(dict(head, status="processing", resultIndex=index,
                                   progress=int(min(max(share, 0.0), 0.99) * 100)))
+                continue
+            if index in task.failing:
+                items.append(dict(head, status="error", resultIndex=index,
+                                  error={"code": self.fail_code,
+                                         "message": "Inference failed for this result"}))
                 continue
             with self.lock:
                 if index not in task.files:

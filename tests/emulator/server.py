@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import ssl
 import threading
 import time
 from dataclasses import dataclass, field
@@ -88,7 +89,8 @@ class Server:
     """One loopback HTTP server: routes are `(method, path) -> handler(req, match) -> Reply`."""
 
     def __init__(self, name: str, router: Callable[[Recorded], Reply], log: list,
-                 faults: list, lock: threading.Lock, host: str = "127.0.0.1"):
+                 faults: list, lock: threading.Lock, host: str = "127.0.0.1",
+                 tls: ssl.SSLContext | None = None):
         self.name = name
         self.router = router
         self.log = log
@@ -168,6 +170,9 @@ class Server:
 
         self.httpd = ThreadingHTTPServer((host, 0), Handler)
         self.httpd.daemon_threads = True
+        self.scheme = "https" if tls is not None else "http"
+        if tls is not None:           # HTTPS: a client that does not trust it never gets in
+            self.httpd.socket = tls.wrap_socket(self.httpd.socket, server_side=True)
         self.port = self.httpd.server_address[1]
         self.host = host
         self.thread = threading.Thread(target=self.httpd.serve_forever, name=f"emu-{name}",
@@ -176,7 +181,7 @@ class Server:
 
     @property
     def url(self) -> str:
-        return f"http://{self.host}:{self.port}"
+        return f"{self.scheme}://{self.host}:{self.port}"
 
     def close(self):
         self.httpd.shutdown()

@@ -1,0 +1,266 @@
+# SPDX-License-Identifier: GPL-3.0-or-later
+"""The Network preferences, end to end on loopback: the HTTPS proxy (a forwarding proxy of the
+tests' own), the CA bundle (an HTTPS emulator with a certificate from a test CA made here) and
+Blender's network timeout."""
+from __future__ import annotations
+
+import base64
+import importlib
+import os
+
+import bpy
+import pytest
+
+from conftest import PKG
+from emulator import Reply
+from forwarding_proxy import ForwardingProxy
+from test_providers import serve
+
+PROXY_USER = "artist:proxy-pass-91c3"
+PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+              "all_proxy", "NO_PROXY", "no_proxy", "REQUESTS_CA_BUNDLE", "CURL_CA_BUNDLE")
+
+
+def module(name: str):
+    return importlib.import_module(f"{PKG}.{name}")
+
+
+@pytest.fixture
+def prefs(api, monkeypatch):
+    """The add-on preferences, their Network fields and Blender's timeout restored after."""
+    for var in PROXY_VARS:
+        monkeypatch.delenv(var, raising=False)
+    prefs = module("addon.preferences").get()
+    system = bpy.context.preferences.system
+    timeout = system.network_timeout
+    yield prefs
+    prefs.https_proxy = ""
+    prefs.ca_bundle = ""
+    system.network_timeout = timeout
+
+
+@pytest.fixture
+def proxy():
+    server = ForwardingProxy(credentials=PROXY_USER)
+    yield server
+    server.close()
+
+
+def reconstruct(api, fixtures, emulator):
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    try:
+        return api.reconstruct(fixtures.path("photo.png"), provider="segmind_sam3d",
+                               prompt="chair", timeout=60)
+    except api.Recon3DError as exc:
+        return exc
+
+
+# -- the proxy -----------------------------------------------------------------------------------
+def test_a_job_goes_through_the_proxy_of_the_preferences(api, prefs, proxy, emulator, fixtures,
+                                                         monkeypatch):
+    # Loopback is never proxied; the emulator is all there is offline, so this test alone
+    # lifts the exemption. The environment's proxy points nowhere: the preference wins.
+    monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
+    monkeypatch.setenv("HTTP_PROXY", "http://127.0.0.1:9")
+    prefs.https_proxy = proxy.url(PROXY_USER)
+    objects = reconstruct(api, fixtures, emulator)
+    assert isinstance(objects, list) and objects, objects
+    urls = [f.url for f in proxy.forwarded]
+    segmind = emulator.segmind_url
+    assert f"{segmind}/v2/sam-3d-objects" in urls                       # the submit
+    assert any(u.startswith(f"{segmind}/v2/requests/") for u in urls)   # polls and the result
+    assert len(urls) == len(emulator.requests())     # every request the emulator saw came so
+    expected = "Basic " + base64.b64encode(PROXY_USER.encode()).decode()
+    assert {f.proxy_authorization for f in proxy.forwarded} == {expected}
+    assert len(emulator.segmind.submits) == 1
+    # The password, and the header made of it, are masked wherever Recon3D writes text.
+    scrub = module("errors").scrub
+    assert scrub(f"a proxy-pass-91c3 b {expected}") == "a [key hidden] b Basic [key hidden]"
+
+
+def test_loopback_and_no_proxy_hosts_never_go_through_the_proxy(api, prefs, proxy, emulator,
+                                                                fixtures, monkeypatch):
+    prefs.https_proxy = proxy.url(PROXY_USER)
+    objects = reconstruct(api, fixtures, emulator)           # loopback: direct, by default
+    assert isinstance(objects, list) and objects, objects
+    assert proxy.forwarded == [] and proxy.refused == []
+    # With the loopback exemption lifted, NO_PROXY still names hosts reached directly.
+    monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    objects = reconstruct(api, fixtures, emulator)
+    assert isinstance(objects, list) and objects, objects
+    assert proxy.forwarded == [] and len(emulator.segmind.submits) == 2
+
+
+@pytest.mark.parametrize("case", ["closed port", "closed port, no password", "wrong password"])
+def test_a_proxy_that_cannot_carry_the_job_is_named(api, prefs, proxy, emulator, fixtures,
+                                                    monkeypatch, case):
+    monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
+    monkeypatch.setattr(module("providers.retry").RetryPolicy, "delay", lambda *a: 0.01)
+    port = proxy.port if case == "wrong password" else _closed_port()
+    user = "" if "no password" in case else "artist:wrong-pass-5e7a@"
+    prefs.https_proxy = f"http://{user}127.0.0.1:{port}"
+    error = reconstruct(api, fixtures, emulator)
+    assert isinstance(error, Exception), error
+    message = str(error)
+    assert f"could not reach the proxy http://127.0.0.1:{port} set in Preferences" in message
+    assert "wrong-pass-5e7a" not in message and "wrong-pass-5e7a" not in repr(api.jobs()[-1])
+    assert emulator.segmind.submits == []                 # nothing reached the service
+    assert "billed" not in message
+
+
+def test_a_proxy_that_is_not_an_address_is_refused_before_sending(api, prefs, emulator,
+                                                                  fixtures):
+    prefs.https_proxy = "proxy.studio 3128"
+    with pytest.raises(api.Recon3DError) as refused:
+        api.submit(fixtures.path("photo.png"), provider="segmind_sam3d", prompt="chair")
+    assert "is not a proxy address" in str(refused.value)
+    assert "proxy.studio 3128" not in str(refused.value)       # a secret is never echoed
+    assert emulator.requests() == []
+
+
+def _closed_port() -> int:
+    import socket
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+# -- the CA bundle -------------------------------------------------------------------------------
+@pytest.fixture(scope="module")
+def test_ca(tmp_path_factory):
+    """A certificate authority made for this test and a server certificate for 127.0.0.1
+    signed by it (the `cryptography` package of the test venv); nothing is written into the
+    source tree."""
+    import datetime
+    import ipaddress
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
+
+    folder = tmp_path_factory.mktemp("tls")
+    now = datetime.datetime.now(datetime.timezone.utc)
+
+    def certificate(subject, key, issuer, issuer_key, extensions):
+        builder = (x509.CertificateBuilder().subject_name(subject).issuer_name(issuer)
+                   .public_key(key.public_key()).serial_number(x509.random_serial_number())
+                   .not_valid_before(now - datetime.timedelta(minutes=5))
+                   .not_valid_after(now + datetime.timedelta(days=2)))
+        for extension, critical in extensions:
+            builder = builder.add_extension(extension, critical=critical)
+        return builder.sign(issuer_key, hashes.SHA256())
+
+    def name(text):
+        return x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, text)])
+
+    ca_key, server_key = ec.generate_private_key(ec.SECP256R1()), \
+        ec.generate_private_key(ec.SECP256R1())
+    ca_name = name("Recon3D Test CA")
+    ca = certificate(ca_name, ca_key, ca_name, ca_key, [
+        (x509.BasicConstraints(ca=True, path_length=None), True),
+        (x509.KeyUsage(digital_signature=True, content_commitment=False,
+                       key_encipherment=False, data_encipherment=False, key_agreement=False,
+                       key_cert_sign=True, crl_sign=True, encipher_only=False,
+                       decipher_only=False), True),
+        (x509.SubjectKeyIdentifier.from_public_key(ca_key.public_key()), False)])
+    server = certificate(name("127.0.0.1"), server_key, ca_name, ca_key, [
+        (x509.BasicConstraints(ca=False, path_length=None), True),
+        (x509.ExtendedKeyUsage([ExtendedKeyUsageOID.SERVER_AUTH]), False),
+        (x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1")),
+                                      x509.DNSName("localhost")]), False),
+        (x509.AuthorityKeyIdentifier.from_issuer_public_key(ca_key.public_key()), False)])
+    pem = serialization.Encoding.PEM
+    (folder / "ca.pem").write_bytes(ca.public_bytes(pem))
+    (folder / "server.pem").write_bytes(server.public_bytes(pem))
+    (folder / "server.key").write_bytes(server_key.private_bytes(
+        pem, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()))
+    return folder
+
+
+@pytest.fixture(scope="module")
+def tls_root(emulator, test_ca):
+    """The emulator served over HTTPS on 127.0.0.1 with the test CA's certificate."""
+    return emulator.serve_tls(str(test_ca / "server.pem"), str(test_ca / "server.key"))
+
+
+@pytest.fixture
+def tls_segmind(tls_root, monkeypatch):
+    monkeypatch.setenv("RECON3D_SEGMIND_URL", f"{tls_root}/segmind")
+    return tls_root
+
+
+def test_an_untrusted_certificate_is_refused_and_the_ca_bundle_fixes_it(
+        api, prefs, emulator, fixtures, test_ca, tls_segmind, monkeypatch):
+    error = reconstruct(api, fixtures, emulator)
+    assert isinstance(error, Exception), error
+    assert str(error) == ("Segmind's certificate is not trusted by this machine; if your "
+                          "studio uses its own certificate authority, set its CA bundle in "
+                          "Preferences › Add-ons › Recon3D › Network.")
+    assert emulator.requests(server="tls") == [] and emulator.segmind.submits == []
+    # The preference wins over an environment bundle that does not hold the test CA.
+    import certifi
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", certifi.where())
+    prefs.ca_bundle = str(test_ca / "ca.pem")
+    objects = reconstruct(api, fixtures, emulator)
+    assert isinstance(objects, list) and objects, objects
+    assert len(emulator.segmind.submits) == 1
+    assert emulator.requests(server="tls", contains="/segmind/v2/sam-3d-objects")
+
+
+def test_https_through_the_proxy_with_the_ca_bundle(api, prefs, proxy, emulator, fixtures,
+                                                    test_ca, tls_segmind, monkeypatch):
+    """An https:// service through the proxy: a CONNECT tunnel, the certificate checked
+    against the preference's bundle inside it."""
+    monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
+    prefs.https_proxy = proxy.url(PROXY_USER)
+    prefs.ca_bundle = str(test_ca / "ca.pem")
+    objects = reconstruct(api, fixtures, emulator)
+    assert isinstance(objects, list) and objects, objects
+    port = int(tls_segmind.rsplit(":", 1)[1])
+    tunnels = [f for f in proxy.forwarded if f.method == "CONNECT"]
+    assert tunnels and {f.url for f in tunnels} == {f"127.0.0.1:{port}"}
+    assert emulator.requests(server="tls", contains="/segmind/v2/sam-3d-objects")
+    assert len(emulator.segmind.submits) == 1
+
+
+def test_the_environment_bundle_is_honoured_without_a_preference(
+        api, prefs, emulator, fixtures, test_ca, tls_segmind, monkeypatch):
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(test_ca / "ca.pem"))
+    objects = reconstruct(api, fixtures, emulator)
+    assert isinstance(objects, list) and objects, objects
+
+
+def test_a_missing_ca_bundle_is_refused_before_anything_is_sent(api, prefs, emulator, fixtures,
+                                                                tmp_path):
+    missing = tmp_path / "studio-ca.pem"
+    prefs.ca_bundle = str(missing)
+    with pytest.raises(api.Recon3DError) as refused:
+        api.submit(fixtures.path("photo.png"), provider="segmind_sam3d", prompt="chair")
+    assert str(refused.value).startswith(f"The CA bundle {missing} set in Preferences › "
+                                         f"Add-ons › Recon3D › Network does not exist.")
+    assert refused.value.code == "network_settings"
+    assert emulator.requests() == []
+
+
+# -- Blender's network timeout -------------------------------------------------------------------
+@pytest.mark.parametrize("delay, passes", [(0.3, True), (1.6, False)])
+def test_blenders_network_timeout_bounds_api_requests(api, prefs, emulator, delay, passes):
+    bpy.context.preferences.system.network_timeout = 1
+    runtime = module("addon.runtime")
+    settings = runtime.resolve_settings("segmind_sam3d")
+    assert settings.network.timeout == 1
+    provider = module("providers").make_provider("segmind_sam3d", settings,
+                                                 sleep=lambda seconds: None)
+    emulator.fault("/v2/requests/job-1/status", Reply(200, {"status": "PROCESSING"},
+                                                      delay=delay), times=10)
+    if passes:
+        assert provider.poll("job-1", {}).state == "running"
+        return
+    with pytest.raises(api.Recon3DError) as slow:
+        provider.poll("job-1", {})
+    assert slow.value.code == "timeout"
+    assert str(slow.value) == ("Segmind did not answer in time within 1 s (Blender's "
+                               "Preferences › System › Network › Time-out). Try again in a "
+                               "few minutes.")
