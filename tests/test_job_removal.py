@@ -177,8 +177,11 @@ def test_a_job_removed_in_one_blender_leaves_the_others_list(recon3d, tmp_path):
         assert b.get("job-a") is not None
         size = module("jobs.removal").folder_size(folder)
         assert size > 1000                                  # the result and the record
-        freed = a.remove(a.get("job-a"))
+        job = a.get("job-a")
+        freed = a.remove(job)
         assert size < freed < size + 1024       # and the owner record of the removal's claim
+        assert not os.path.exists(folder)
+        a.mark_imported(job, ["late"])          # a change from a stale reference: not written
         assert not os.path.exists(folder)
         b.check_others()
         assert b.get("job-a") is None and b.get("job-b") is not None
