@@ -133,6 +133,12 @@ def draw_job(layout, job, context) -> None:
         op.job_id, op.what = job.id, "REMOTE_ID"
     # Greyed out, saying why, while the job still works (its poll judges the selected job).
     tools.operator("recon3d.job_remove", text="Remove", icon="TRASH").job_id = job.id
+    unchecked = cls.describe_unchecked((job.inputs or {}).get("options") or {}) if cls else ""
+    if unchecked:
+        draw_wrapped(layout.column(align=True), f"Sent as typed, unchecked: {unchecked}",
+                     icon="MODIFIER")
+    if job.notice:
+        draw_wrapped(layout.column(align=True), job.notice, icon="INFO")
     if job.error:
         col = layout.column(align=True)
         draw_wrapped(col, job.error, icon="ERROR")

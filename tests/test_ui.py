@@ -231,6 +231,11 @@ def make_jobs(job_module, provider_id: str, photo: str) -> list:
             job.remaining_credits = 12.5
         if state == "imported":
             job.imported_objects = ["Recon3D chair"]
+            if provider_id == "segmind_sam3d":      # a parameter Recon3D does not list
+                job.inputs["options"] = {"guidance": 3.5}
+        if state == "ready" and provider_id == "runware_sam3d":
+            job.notice = ("1 of 3 variations could not be made (Inference failed for this "
+                          "result); the 2 made are kept.")
         if state == "failed":
             job.error = ("The download of the result was cut off three times. The job is "
                          "paid for; press Retry Download to fetch it again without paying "
