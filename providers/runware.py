@@ -150,14 +150,19 @@ class RunwareSam3D(Provider):
         failed = state.setdefault("failed_results", {})
         progress = {}
         processing = False
+        task_error = None        # an error item naming no result: the whole task failed
         for item in items:
             if item.get("taskUUID") not in (None, remote_id):
                 continue
-            key = _result_key(item, len(done) + len(failed))
             if str(item.get("status", "")).lower() == "error" or \
                     isinstance(item.get("error"), dict):
-                failed.setdefault(key, _reason(item))
+                index = item.get("resultIndex")
+                if isinstance(index, int) and not isinstance(index, bool):
+                    failed.setdefault(str(index), _reason(item))
+                else:
+                    task_error = _reason(item)
                 continue
+            key = _result_key(item, len(done))
             urls = [f["url"] for f in ((item.get("outputs") or {}).get("files") or [])
                     if isinstance(f, dict) and f.get("url")]
             if urls:
@@ -170,13 +175,19 @@ class RunwareSam3D(Provider):
         if costs:
             state["cost"] = sum(costs)
         lost = {k: v for k, v in failed.items() if k not in done}
-        if len(done) + len(lost) >= wanted or (lost and not processing):
+        # A variation not listed yet may still come: after a failed one, the task is given
+        # SETTLE_POLLS answers listing nothing in progress before the missing ones count as
+        # lost (never forever: the made ones are paid and must not wait for the deadline).
+        quiet = lost and not processing and len(done) + len(lost) < wanted
+        state["quiet_polls"] = state.get("quiet_polls", 0) + 1 if quiet else 0
+        if task_error or len(done) + len(lost) >= wanted or \
+                state["quiet_polls"] >= SETTLE_POLLS:
+            reason = task_error or next(iter(lost.values()), None)
             if not done:
-                return PollStatus("failed", error=next(iter(lost.values())))
-            if lost:
-                state["notice"] = (f"{len(lost)} of {wanted} variations could not be made "
-                                   f"({next(iter(lost.values()))}); the {len(done)} made "
-                                   f"are kept.")
+                return PollStatus("failed", error=reason)
+            if len(done) < wanted:
+                state["notice"] = (f"{wanted - len(done)} of {wanted} variations could not "
+                                   f"be made ({reason}); the {len(done)} made are kept.")
             urls = [u for key in sorted(done, key=_order) for u in done[key]["urls"]]
             return PollStatus("done", progress=1.0, result={"urls": urls})
         share = (len(done) + sum(v for k, v in progress.items() if k not in done)) / wanted
@@ -216,6 +227,11 @@ class RunwareSam3D(Provider):
     def describe_error(self, resp: requests.Response):
         problems = _problems(json_body(resp))
         return self._problem_error(problems[0] if problems else {}, resp.status_code)
+
+
+#: answers in a row with a failed variation and nothing in progress before the variations
+#: still missing count as lost
+SETTLE_POLLS = 3
 
 
 def _problems(body) -> list[dict]:

@@ -172,6 +172,62 @@ def test_runware_one_failed_variation_keeps_the_paid_ones(api, emulator, fixture
     assert emulator.runware.billed == 1
 
 
+def _runware_answers(answers):
+    """A Runware provider whose getResponse answers are `answers`, one per poll."""
+    providers = importlib.import_module(f"{PKG}.providers")
+    provider = providers.provider_class("runware_sam3d").__new__(
+        providers.provider_class("runware_sam3d"))
+    queue = list(answers)
+    provider._post = lambda tasks, billing=False: (queue.pop(0), [])
+    return provider
+
+
+def _item(index, status, **extra):
+    item = {"taskType": "3dInference", "taskUUID": "t", "status": status, **extra}
+    if index is not None:
+        item["resultIndex"] = index
+    if status == "success":
+        item.update(cost=0.01, outputs={"files": [{"uuid": f"u{index}",
+                                                   "url": f"https://cdn/r{index}.glb"}]})
+    if status == "error":
+        item["error"] = {"code": "inferenceError", "message": f"variation {index} failed"}
+    return item
+
+
+def test_runware_a_variation_not_listed_yet_is_waited_for_after_another_failed():
+    """Three wanted; the answers list success 0 and error 1, variation 2 only later: the
+    job waits for it (it may be made and billed) instead of ending at the first error."""
+    early = [_item(0, "success"), _item(1, "error")]
+    provider = _runware_answers([early, early, early + [_item(2, "success")]])
+    state = {"numberResults": 3}
+    assert provider.poll("t", state).state == "running"
+    assert provider.poll("t", state).state == "running"
+    status = provider.poll("t", state)
+    assert status.state == "done" and len(status.result["urls"]) == 2
+    assert state["notice"].startswith("1 of 3 variations could not be made (variation 1")
+    # Never listed at all: after a few quiet answers the made one is delivered, not lost.
+    provider = _runware_answers([early] * 5)
+    state = {"numberResults": 3}
+    states = [provider.poll("t", state).state for _ in range(3)]
+    assert states == ["running", "running", "done"]
+    assert state["notice"].startswith("2 of 3 variations could not be made")
+
+
+def test_runware_an_error_naming_no_result_ends_the_task_once_keeping_the_made_ones():
+    """An error item without resultIndex repeated by every (cumulative) answer is the
+    task's own failure: counted once, the made variation kept."""
+    answer = [_item(0, "success"), _item(None, "error"), _item(2, "processing", progress=40),
+              _item(3, "processing", progress=10)]
+    provider = _runware_answers([answer])
+    state = {"numberResults": 4}
+    status = provider.poll("t", state)
+    assert status.state == "done" and status.result["urls"] == ["https://cdn/r0.glb"]
+    assert state["notice"].startswith("3 of 4 variations could not be made")
+    provider = _runware_answers([[_item(None, "error")]])
+    status = provider.poll("t", {"numberResults": 2})
+    assert status.state == "failed" and "variation None failed" in status.error
+
+
 def test_runware_every_variation_failing_fails_the_job_with_the_reason(api, emulator, fixtures):
     serve(emulator, "runware_sam3d", [fixtures.glb("blob")])
     emulator.runware.duration = 0.6
