@@ -7,7 +7,7 @@ A model whose durations were learned (jobs/durations.py: the median, and the spr
 `late` where nearly all its jobs finish) is polled around its expected finish: once after a
 second (a job refused at once shows up at once), then sparsely, each poll covering most of the
 way to the spread (straight to it once it is near); densely through the spread (10 % of the
-median apart, within 0.25–2 s, densest at the median where most jobs finish, so a finished job
+median apart, within 0.2–2 s, densest at the median where most jobs finish, so a finished job
 is noticed about a second later on median); past it, the interval grows with the time overdue.
 When the service's budget is short, polls of the jobs likeliest to be done go first
 (`urgency`).
@@ -33,7 +33,7 @@ LONG_JOB_SLOPE = 0.05    # past ~68 s the cap becomes 5% of the age
 ABSOLUTE_CAP = 30.0
 JITTER = 0.1
 DENSE_SHARE = 0.1        # through the learned spread: polls this share of the median apart...
-DENSE_LIMITS = (0.25, 2.0)   # ...within these bounds (s)
+DENSE_LIMITS = (0.2, 2.0)    # ...within these bounds (s)
 APPROACH = 0.8           # before the spread: a poll covers this share of the way to it...
 STRAIGHT = 4             # ...or all of it, once it is this many dense intervals away
 TAIL_SPARSER = 1.5       # through the spread: polls at its edges this many times as far apart
@@ -72,7 +72,7 @@ def urgency(age: float, expected: Expected | None) -> float:
 
 def _around_expected(age: float, cap: float, expected: Expected) -> float:
     dense = min(max(DENSE_SHARE * expected.median, DENSE_LIMITS[0]), DENSE_LIMITS[1])
-    if age < expected.early:
+    if expected.early - age > dense / 2:          # (closer: no poll just before the spread)
         left = expected.early - age
         step = left if left <= STRAIGHT * dense else APPROACH * left
         return min(FIRST_INTERVAL, step) if age < FIRST_INTERVAL / 2 else step
