@@ -10,7 +10,8 @@ windows together.
 
 From the latest windows (narrow ones — width ≤ 0.3 s or 10 % of the duration — when there are
 enough; a wide one's midpoint says little) comes an `Expected`: the median midpoint, and the
-spread around it where most jobs finish (a robust spread: the median absolute deviation, which
+spread around it where most jobs finish (when all narrow windows overlap, the jobs take one
+steady time: the first moment by which each of them was done) (a robust spread: the median absolute deviation, which
 a job once stuck in a queue does not blow up). The schedule (jobs/polling.py) polls sparsely
 before the spread, densely through it. The windows are kept in `durations.json` in the data
 folder, so a new Blender session starts with what the last one learned; files written when
@@ -107,6 +108,14 @@ def _expected(windows: list[list[float]]) -> Expected | None:
     chosen = narrow if len(narrow) >= MIN_SAMPLES else windows
     if len(chosen) < MIN_SAMPLES:
         return None
+    if chosen is narrow:
+        latest_low = max(low for low, _ in chosen)
+        earliest_high = min(high for _, high in chosen)
+        if latest_low <= earliest_high:
+            # Every job so far finished at one and the same moment after it was sent (a
+            # steady service): a poll at the first moment all of them were done finds it so.
+            return Expected(earliest_high, earliest_high,
+                            earliest_high * (1 + MIN_SPREAD))
     middles = [(low + high) / 2 for low, high in chosen]
     median = statistics.median(middles)
     deviation = 1.4826 * statistics.median(abs(m - median) for m in middles)

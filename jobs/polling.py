@@ -44,15 +44,17 @@ def next_poll_interval(age: float, progress: float | None = None,
                        rng: random.Random | None = None,
                        expected: Expected | None = None) -> float:
     cap = min(max(SHORT_JOB_CAP, LONG_JOB_SLOPE * age), ABSOLUTE_CAP)
+    floor = 0.0
     if expected is None or expected.median <= 0:
         interval = min(max(FIRST_INTERVAL, GROWTH * age), cap)
     else:
-        interval = _around_expected(age, cap, expected)
+        interval, floor = _around_expected(age, cap, expected)
     if progress is not None and 0.05 < progress < 1.0 and age > 0:
         remaining = age * (1.0 - progress) / progress
         interval = min(interval, max(FIRST_INTERVAL, remaining * 0.5))
+        floor = min(floor, interval)
     rng = rng or random
-    return interval * (1.0 + rng.uniform(-JITTER, JITTER))
+    return max(interval * (1.0 + rng.uniform(-JITTER, JITTER)), floor)
 
 
 URGENCY_EARLY = -2.0      # a poll before the job's spread can wait for the budget longest...
@@ -70,16 +72,19 @@ def urgency(age: float, expected: Expected | None) -> float:
     return (age - expected.median) / max(expected.late - expected.median, 1e-3)
 
 
-def _around_expected(age: float, cap: float, expected: Expected) -> float:
+def _around_expected(age: float, cap: float, expected: Expected) -> tuple[float, float]:
+    """The interval, and the least it may become with jitter (the poll that goes straight
+    to the spread lands in it, never just before)."""
     dense = min(max(DENSE_SHARE * expected.median, DENSE_LIMITS[0]), DENSE_LIMITS[1])
     if expected.early - age > dense / 2:          # (closer: no poll just before the spread)
         left = expected.early - age
-        step = left if left <= STRAIGHT * dense else APPROACH * left
-        return min(FIRST_INTERVAL, step) if age < FIRST_INTERVAL / 2 else step
+        if age < FIRST_INTERVAL / 2:
+            return min(FIRST_INTERVAL, left), 0.0
+        return (left, left) if left <= STRAIGHT * dense else (APPROACH * left, 0.0)
     if age <= expected.late:
         # Finishes crowd around the median: polls there are densest, thinning out to
         # TAIL_SPARSER times as far apart at the spread's edges.
         half = (expected.late - expected.early) / 2
         off = abs(age - (expected.early + half)) / half if half > 0 else 0.0
-        return dense * (1.0 + (TAIL_SPARSER - 1.0) * off * off)
-    return min(dense + OVERDUE_SLOPE * (age - expected.late), max(cap, dense))
+        return dense * (1.0 + (TAIL_SPARSER - 1.0) * off * off), 0.0
+    return min(dense + OVERDUE_SLOPE * (age - expected.late), max(cap, dense)), 0.0
