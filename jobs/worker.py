@@ -39,7 +39,10 @@ class Worker:
         self.sent_at = 0.0          # when its last request left (after waiting for the budget)
 
     def _take_budget(self, stop: StopSignal) -> None:
-        self.lane.budget.take(stop, self.urgency)
+        # A canceled job's last request (asking the service to cancel it) still waits for its
+        # slot: only the engine stopping interrupts that wait.
+        waiter = _ShutdownOnly(stop.stopping) if stop.job.cancel_event.is_set() else stop
+        self.lane.budget.take(waiter, self.urgency)
         self.sent_at = time.time()
 
     def run(self, job: Job, step: str) -> None:
@@ -194,6 +197,20 @@ class Worker:
                 troubles += 1
                 if stop.wait(min(60.0, 2.0 ** troubles, left)):
                     stop.raise_if_stopped()
+
+
+class _ShutdownOnly:
+    """A StopSignal that only the engine stopping sets off."""
+
+    def __init__(self, stopping):
+        self.stopping = stopping
+
+    def wait(self, seconds: float) -> bool:
+        return self.stopping.wait(seconds)
+
+    def raise_if_stopped(self) -> None:
+        if self.stopping.is_set():
+            raise Stopped()
 
 
 def _cost_fields(state: dict) -> dict:
