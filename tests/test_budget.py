@@ -13,6 +13,7 @@ import bpy
 import pytest
 
 from conftest import PKG
+from emulator import wait_until
 
 
 def peak_per_second(times: list[float]) -> int:
@@ -163,3 +164,20 @@ def test_the_schedule_is_sparse_before_the_learned_spread_and_dense_through_it(r
     assert polling.urgency(expected.median + 5, expected) > 0 > \
         polling.urgency(expected.early + 1, expected) > polling.URGENCY_SUBMIT > \
         polling.urgency(10.0, expected)
+
+
+def test_a_canceled_job_asks_the_service_to_cancel_once_the_paused_budget_allows(
+        api, recon3d, emulator, fixtures):
+    runtime = importlib.import_module(f"{PKG}.addon.runtime")
+    emulator.scenario.results = [fixtures.glb("blob")]
+    emulator.scenario.duration = 30
+    job = api.submit(fixtures.path("photo.png"), "scenario_sam3d")
+    assert wait_until(lambda: job.state == "running", 10)
+    budget = runtime.engine().budgets.for_provider("scenario_sam3d")
+    budget.pause(1.5)                               # as a 429 asking for 1.5 s would
+    resumes = time.monotonic() + 1.5
+    api.cancel(job)
+    assert wait_until(lambda: job.state == "canceled", 1.0)    # locally at once
+    assert emulator.scenario.cancels == []          # the service is not asked yet...
+    assert wait_until(lambda: emulator.scenario.cancels == [job.remote_id], 5)
+    assert time.monotonic() >= resumes - 0.05       # ...but once the pause is over
