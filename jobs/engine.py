@@ -26,6 +26,7 @@ from typing import Callable
 from ..errors import Recon3DError
 from ..providers import ProviderSettings, provider_class
 from ..providers import billing
+from .budget import Budgets
 from .durations import Durations
 from .journal import Journal
 from .lanes import Lane
@@ -51,6 +52,7 @@ class Engine(SharedFolder):
         self.ownership = Ownership(data_dir, owner_label)
         self.takeover_interval = TAKEOVER_INTERVAL
         self.durations = Durations(data_dir)
+        self.budgets = Budgets()          # one request budget per service (jobs/budget.py)
         self.data_dir = data_dir
         self.settings_for = settings_for
         self.max_in_flight = max_in_flight
@@ -282,7 +284,8 @@ class Engine(SharedFolder):
             if lane is None:
                 lane = self._lanes[provider_id] = Lane(provider_id, self.max_in_flight,
                                                        self.stopping, self._run,
-                                                       self.events.put)
+                                                       self.events.put,
+                                                       self.budgets.for_provider(provider_id))
             return lane
 
     def _record(self, job: Job) -> None:

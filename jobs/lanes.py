@@ -10,6 +10,7 @@ from collections import deque
 from typing import Callable
 
 from ..errors import Canceled
+from .budget import Budget
 from .model import Job
 
 log = logging.getLogger(__name__)
@@ -47,11 +48,13 @@ class StopSignal:
 
 class Lane:
     """Jobs of one provider: at most `limit` in flight, the rest waiting in submission order.
-    A 429 from the service pauses the whole lane instead of failing jobs."""
+    Their requests take slots of the service's `budget` (jobs/budget.py), shared with the
+    service's other providers; a 429 from the service pauses it instead of failing jobs."""
 
     def __init__(self, provider_id: str, limit: int, stopping: threading.Event,
                  run: Callable[[Job, str, "Lane"], None],
-                 notify: Callable[[str], None] | None = None):
+                 notify: Callable[[str], None] | None = None,
+                 budget: Budget | None = None):
         self.stopping = stopping
         self.run = run
         self.notify = notify          # told the id of a job whose worker step crashed
@@ -60,7 +63,7 @@ class Lane:
         self.pending: deque[tuple[Job, str]] = deque()
         self.active = 0
         self.lock = threading.Lock()
-        self.backoff_until = 0.0
+        self.budget = budget or Budget()
 
     def enqueue(self, job: Job, step: str) -> None:
         with self.lock:
@@ -83,13 +86,12 @@ class Lane:
                                  daemon=True).start()
 
     def slow_down(self, seconds: float) -> None:
-        """Called by the HTTP layer on a 429: every job of this lane waits that long."""
-        with self.lock:
-            self.backoff_until = max(self.backoff_until, time.monotonic() + seconds)
+        """Called by the HTTP layer on a 429: every job of this service waits that long."""
+        self.budget.pause(seconds)
 
     def wait_backoff(self, stop: StopSignal) -> None:
         while True:
-            remaining = self.backoff_until - time.monotonic()
+            remaining = self.budget.paused_until - time.monotonic()
             if remaining <= 0:
                 return
             if stop.wait(remaining):

@@ -1,42 +1,90 @@
 # SPDX-License-Identifier: GPL-3.0-or-later
 """When to poll next. bpy-free.
 
-Vendor SDKs poll every second (Segmind) or every 3 s (Runware) for the job's whole life. Jobs
-here take half a minute to several minutes, so: quick at first (failures and fast jobs show
-up at once), then backing off with the job's age, capped so that a finished job is noticed
-within a couple of seconds; for long jobs the cap grows slowly with age. Where the service
-reports progress, the estimated time left pulls the next poll closer; so does the provider's
-expected duration (jobs/durations.py): one poll just after it, then quick polls while the job
-is overdue. Jitter keeps many jobs from polling in step.
+Vendor SDKs poll every second (Segmind) or every 3 s (Runware) for the job's whole life.
+
+A model whose durations were learned (jobs/durations.py: the median, and the spread `early` ..
+`late` where nearly all its jobs finish) is polled around its expected finish: once after a
+second (a job refused at once shows up at once), then sparsely, each poll covering most of the
+way to the spread (straight to it once it is near); densely through the spread (10 % of the
+median apart, within 0.2–2 s, densest at the median where most jobs finish, so a finished job
+is noticed about a second later on median); past it, the interval grows with the time overdue.
+When the service's budget is short, polls of the jobs likeliest to be done go first
+(`urgency`).
+
+A model with nothing learned yet: quick at first, then backing off with the job's age, capped
+so that a finished job is noticed within a couple of seconds; for long jobs the cap grows
+slowly with age.
+
+Either way, where the service reports progress, the estimated time left pulls the next poll
+closer, and jitter keeps many jobs from polling in step. The service's request budget
+(jobs/budget.py) bounds what all jobs together send.
 """
 from __future__ import annotations
 
 import random
 
+from .durations import Expected
+
 FIRST_INTERVAL = 1.0     # seconds
-GROWTH = 2.0             # the interval grows at twice the job's age (polls at ~1, 3 s)...
+GROWTH = 2.0             # the interval grows at twice the job's age (polls at ~1, 3, 9 s)...
 SHORT_JOB_CAP = 3.4      # ...up to this, so a finished job is noticed ~1.7 s later on median
 LONG_JOB_SLOPE = 0.05    # past ~68 s the cap becomes 5% of the age
 ABSOLUTE_CAP = 30.0
 JITTER = 0.1
-EXPECTED_MARGIN = 0.05   # the poll aimed at the expected finish comes this much after it
-OVERDUE_MIN = 0.25       # past the expected finish: polls this far apart at first...
-OVERDUE_GROWTH = 1.0     # ...then as long as it is overdue (never more than the usual interval)
+DENSE_SHARE = 0.1        # through the learned spread: polls this share of the median apart...
+DENSE_LIMITS = (0.2, 2.0)    # ...within these bounds (s)
+APPROACH = 0.8           # before the spread: a poll covers this share of the way to it...
+STRAIGHT = 4             # ...or all of it, once it is this many dense intervals away
+TAIL_SPARSER = 1.5       # through the spread: polls at its edges this many times as far apart
+OVERDUE_SLOPE = 0.25     # past the spread: the interval grows by this share of the time overdue
 
 
 def next_poll_interval(age: float, progress: float | None = None,
                        rng: random.Random | None = None,
-                       expected: float | None = None) -> float:
+                       expected: Expected | None = None) -> float:
     cap = min(max(SHORT_JOB_CAP, LONG_JOB_SLOPE * age), ABSOLUTE_CAP)
-    interval = min(max(FIRST_INTERVAL, GROWTH * age), cap)
+    floor = 0.0
+    if expected is None or expected.median <= 0:
+        interval = min(max(FIRST_INTERVAL, GROWTH * age), cap)
+    else:
+        interval, floor = _around_expected(age, cap, expected)
     if progress is not None and 0.05 < progress < 1.0 and age > 0:
         remaining = age * (1.0 - progress) / progress
         interval = min(interval, max(FIRST_INTERVAL, remaining * 0.5))
+        floor = min(floor, interval)
     rng = rng or random
-    interval *= 1.0 + rng.uniform(-JITTER, JITTER)
-    if expected is not None and expected > 0:
-        if age < expected:
-            interval = min(interval, expected - age + EXPECTED_MARGIN)
-        else:
-            interval = min(interval, max(OVERDUE_MIN, OVERDUE_GROWTH * (age - expected)))
-    return interval
+    return max(interval * (1.0 + rng.uniform(-JITTER, JITTER)), floor)
+
+
+URGENCY_EARLY = -2.0      # a poll before the job's spread can wait for the budget longest...
+URGENCY_SUBMIT = -1.5     # ...then a new job, then polls through the spread (-1 at its start,
+URGENCY_DOWNLOAD = 0.0    # 0 at the median, more past it), downloads, cancels
+
+
+def urgency(age: float, expected: Expected | None) -> float:
+    """How urgent a poll is when the service's budget is short: a job past its expected
+    finish (by how far, in spreads) is the likeliest to be done and goes first."""
+    if expected is None:
+        return URGENCY_DOWNLOAD
+    if age < expected.early:
+        return URGENCY_EARLY
+    return (age - expected.median) / max(expected.late - expected.median, 1e-3)
+
+
+def _around_expected(age: float, cap: float, expected: Expected) -> tuple[float, float]:
+    """The interval, and the least it may become with jitter (the poll that goes straight
+    to the spread lands in it, never just before)."""
+    dense = min(max(DENSE_SHARE * expected.median, DENSE_LIMITS[0]), DENSE_LIMITS[1])
+    if expected.early - age > dense / 2:          # (closer: no poll just before the spread)
+        left = expected.early - age
+        if age < FIRST_INTERVAL / 2:
+            return min(FIRST_INTERVAL, left), 0.0
+        return (left, left) if left <= STRAIGHT * dense else (APPROACH * left, 0.0)
+    if age <= expected.late:
+        # Finishes crowd around the median: polls there are densest, thinning out to
+        # TAIL_SPARSER times as far apart at the spread's edges.
+        half = (expected.late - expected.early) / 2
+        off = abs(age - (expected.early + half)) / half if half > 0 else 0.0
+        return dense * (1.0 + (TAIL_SPARSER - 1.0) * off * off), 0.0
+    return min(dense + OVERDUE_SLOPE * (age - expected.late), max(cap, dense)), 0.0

@@ -14,8 +14,9 @@ import time
 from ..errors import Canceled, JobFailed, Recon3DError, ServiceError
 from ..providers import JobInputs, PollStatus, make_provider
 from .lanes import Lane, StopSignal, Stopped, unexpected_failure
+from .durations import duration_key
 from .model import Job
-from .polling import next_poll_interval
+from .polling import URGENCY_DOWNLOAD, URGENCY_SUBMIT, next_poll_interval, urgency
 
 log = logging.getLogger(__name__)
 
@@ -33,6 +34,16 @@ class Worker:
     def __init__(self, engine, lane: Lane):
         self.engine = engine
         self.lane = lane
+        #: how urgent this worker's next request is, for the service's budget (jobs/budget.py)
+        self.urgency = URGENCY_SUBMIT
+        self.sent_at = 0.0          # when its last request left (after waiting for the budget)
+
+    def _take_budget(self, stop: StopSignal) -> None:
+        # A canceled job's last request (asking the service to cancel it) still waits for its
+        # slot: only the engine stopping interrupts that wait.
+        waiter = _ShutdownOnly(stop.stopping) if stop.job.cancel_event.is_set() else stop
+        self.lane.budget.take(waiter, self.urgency)
+        self.sent_at = time.time()
 
     def run(self, job: Job, step: str) -> None:
         stop = StopSignal(job, self.engine.stopping)
@@ -41,6 +52,7 @@ class Worker:
             stop.raise_if_stopped()
             provider = make_provider(job.provider, self.engine.settings_for(job.provider),
                                      stop=stop, on_backoff=self.lane.slow_down,
+                                     before_request=lambda: self._take_budget(stop),
                                      **({"sleep": self.engine._sleep} if self.engine._sleep else {}))
             inputs = JobInputs.from_json(job.inputs)
             if step == "submit":
@@ -48,6 +60,7 @@ class Worker:
             # A resumed job polls at once: it may have finished while Blender was closed.
             status = self._poll_until_done(job, provider, self.lane, stop,
                                            immediate=step != "submit")
+            self.urgency = URGENCY_DOWNLOAD
             self._download(job, provider, status, stop)
         except Stopped:
             return
@@ -103,6 +116,7 @@ class Worker:
         troubles = 0
         delay = 0.0 if immediate else None
         pending_age = 0.0          # when the job was last seen still running
+        model = duration_key(job.provider, job.inputs.get("options"), provider.options)
         while True:
             age = time.time() - submitted
             if polled and time.time() - waiting_since > JOB_DEADLINE:
@@ -110,16 +124,19 @@ class Worker:
                                    f"{JOB_DEADLINE / 3600:.0f} hours of waiting; Recon3D "
                                    f"stopped waiting. "
                                    f"Check your {provider.service} dashboard.", code="timeout")
+            expected = self.engine.durations.expected(model)
             if delay is None:
-                delay = next_poll_interval(age, job.progress or None,
-                                           expected=self.engine.durations.expected(job.provider))
+                delay = next_poll_interval(age, job.progress or None, expected=expected)
             if stop.wait(delay):
                 stop.raise_if_stopped()
             lane.wait_backoff(stop)
             delay = None
-            polled_age = time.time() - submitted
+            self.urgency = urgency(time.time() - submitted, expected)
             try:
                 status = provider.poll(job.remote_id, state)
+                # The job's state at the service is that of some moment between sending the
+                # poll (after waiting for the budget) and its answer.
+                sent_age, polled_age = self.sent_at - submitted, time.time() - submitted
                 trouble_since, troubles = None, 0
             except Recon3DError as exc:
                 if not exc.transient:
@@ -139,7 +156,7 @@ class Worker:
                 self.engine.events.put(job.id)
             if status.state == "done":
                 if pending_age and not immediate:   # else only an upper bound: not learned
-                    self.engine.durations.learn(job.provider, pending_age, polled_age)
+                    self.engine.durations.learn(model, pending_age, polled_age)
                 state["result_refs"] = status.result
                 self.engine._set(job, state="downloading", service_data=dict(state),
                           **_cost_fields(state))
@@ -149,7 +166,7 @@ class Worker:
                                 f"{status.error or 'no reason given'}.")
             if status.state == "canceled":
                 raise Canceled(f"The job was canceled on {provider.service}.")
-            pending_age = polled_age
+            pending_age = sent_age
 
     def _download(self, job, provider, status, stop) -> None:
         if job.files and all(os.path.isfile(f) for f in job.files):
@@ -180,6 +197,20 @@ class Worker:
                 troubles += 1
                 if stop.wait(min(60.0, 2.0 ** troubles, left)):
                     stop.raise_if_stopped()
+
+
+class _ShutdownOnly:
+    """A StopSignal that only the engine stopping sets off."""
+
+    def __init__(self, stopping):
+        self.stopping = stopping
+
+    def wait(self, seconds: float) -> bool:
+        return self.stopping.wait(seconds)
+
+    def raise_if_stopped(self) -> None:
+        if self.stopping.is_set():
+            raise Stopped()
 
 
 def _cost_fields(state: dict) -> dict:

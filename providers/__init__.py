@@ -39,6 +39,7 @@ def resolve_base_url(cls: type[Provider], preference_url: str = "") -> str:
 def make_provider(provider_id: str, settings: ProviderSettings, *,
                   stop: StopSignal | None = None,
                   on_backoff: Callable[[float], None] | None = None,
+                  before_request: Callable[[], None] | None = None,
                   sleep: Callable[[float], None] | None = None) -> Provider:
     cls = provider_class(provider_id)
     holder: list[Provider] = []
@@ -47,7 +48,7 @@ def make_provider(provider_id: str, settings: ProviderSettings, *,
                         auth_headers={}, allow_online=settings.allow_online,
                         network=settings.network, connect_timeout=connect_timeout,
                         read_timeout=read_timeout)
-    kwargs = {"stop": stop, "on_backoff": on_backoff,
+    kwargs = {"stop": stop, "on_backoff": on_backoff, "before_request": before_request,
               "not_accepted": lambda resp: holder[0].not_accepted(resp)}
     if sleep is not None:
         kwargs["sleep"] = sleep

@@ -71,7 +71,8 @@ class HttpClient:
                  sleep: Callable[[float], None] = time.sleep,
                  stop: StopSignal | None = None,
                  not_accepted: Callable[[requests.Response], bool] | None = None,
-                 on_backoff: Callable[[float], None] | None = None):
+                 on_backoff: Callable[[float], None] | None = None,
+                 before_request: Callable[[], None] | None = None):
         self.config = config
         self.describe_error = describe_error
         self._sleep = sleep
@@ -80,6 +81,9 @@ class HttpClient:
         self.not_accepted = not_accepted or (
             lambda resp: resp.status_code in NOT_ACCEPTED_STATUSES)
         self.on_backoff = on_backoff      # told how long a 429 asked us to wait (slows the lane)
+        #: called before each attempt of an API request and each download hop on the
+        #: service's own host (may wait: the service's request budget, jobs/budget.py)
+        self.before_request = before_request
         self.session = requests.Session()
         self.session.headers["User-Agent"] = USER_AGENT
         self._home = scheme_host_port(config.base_url)
@@ -123,12 +127,15 @@ class HttpClient:
             self._sleep(seconds)
 
     def _send_once(self, method: str, url: str, *, json_data=None, data=None,
-                   headers=None, stream=False, read_floor: float = 0.0) -> requests.Response:
+                   headers=None, stream=False, read_floor: float = 0.0,
+                   api: bool = True) -> requests.Response:
         """One request, with redirects followed by hand (auth dropped on a host change).
         `read_floor`: the least this request waits for an answer (a paid submit, a
         download), however short the network timeout."""
         for _ in range(MAX_REDIRECTS + 1):
             self._check_allowed(url)
+            if self.before_request is not None and (api or scheme_host_port(url) == self._home):
+                self.before_request()
             resp = self.session.request(
                 method, url, json=json_data, data=data,
                 headers=self._headers_for(url, headers), stream=stream,
@@ -247,7 +254,8 @@ class HttpClient:
             attempt += 1
             hint = None
             try:
-                resp = self._send_once("GET", url, stream=True, read_floor=SLOW_READ_FLOOR)
+                resp = self._send_once("GET", url, stream=True, read_floor=SLOW_READ_FLOOR,
+                                       api=False)
                 try:
                     if resp.status_code in (403, 404, 410) and on_expired and not refreshed:
                         refreshed = True

@@ -204,20 +204,33 @@ def test_batch_jobs_poll_near_the_duration_learned_from_earlier_jobs(recon3d, tm
     learned.learn("segmind_sam3d", 1.0, 3.1)
     assert learned.expected("segmind_sam3d") is None          # too few to go by
     learned.learn("segmind_sam3d", 1.0, 2.9)
-    assert learned.expected("segmind_sam3d") == pytest.approx(2.0)
-    for low in (1.9, 1.95, 2.0):                               # narrow windows win
+    assert learned.expected("segmind_sam3d").median == pytest.approx(2.0)
+    for low in (1.8, 1.95, 2.15):                              # narrow windows win
         learned.learn("segmind_sam3d", low, low + 0.25)
-    assert learned.expected("segmind_sam3d") == pytest.approx(2.075)
+    expected = learned.expected("segmind_sam3d")
+    assert expected.median == pytest.approx(2.075)
+    assert expected.early < 1.95 and 2.25 < expected.late < 2.8
     assert learned.expected("scenario_sam3d") is None
     # Kept in the data folder: a new session starts with it.
-    assert durations.Durations(str(tmp_path)).expected("segmind_sam3d") == pytest.approx(2.075)
+    assert durations.Durations(str(tmp_path)).expected("segmind_sam3d") == expected
     rng = random.Random(3)
     usual = polling.next_poll_interval(1.0, rng=random.Random(3))
-    aimed = polling.next_poll_interval(1.0, rng=rng, expected=2.0)
-    assert usual > 1.5 and aimed == pytest.approx(1.05)        # just after the expected end
-    overdue = [polling.next_poll_interval(age, rng=random.Random(3), expected=2.0)
-               for age in (2.05, 2.5, 4.0)]
-    assert overdue == sorted(overdue) and overdue[0] == pytest.approx(0.25)
-    for age in (0.0, 5.0, 100.0):                             # never later than usual
-        assert polling.next_poll_interval(age, rng=random.Random(3), expected=2.0) <= \
-            polling.next_poll_interval(age, rng=random.Random(3))
+    aimed = polling.next_poll_interval(1.0, rng=rng, expected=expected)
+    # From 1 s, the next poll goes straight to where the learned spread begins...
+    assert usual > 1.5 and abs(1.0 + aimed - expected.early) <= 0.1 * (expected.early - 1.0)
+    # ...then ~0.2 s apart through it (10 % of 2 s), backing off once the job is overdue.
+    dense = [polling.next_poll_interval(age, rng=random.Random(3), expected=expected)
+             for age in (expected.early, expected.median, expected.late)]
+    assert 0.9 * 0.2 <= min(dense) and max(dense) <= 1.1 * polling.TAIL_SPARSER * 0.21
+    overdue = [polling.next_poll_interval(age, rng=random.Random(3), expected=expected)
+               for age in (2.7, 3.0, 4.0)]
+    assert overdue == sorted(overdue) and overdue[0] >= 0.9 * 0.21
+    # Windows that all overlap: a steady service. Near it, its jobs are polled at the first
+    # moment by which every one of them was done (jitter only ever later).
+    for low in (1.9, 1.95, 2.0):
+        learned.learn("steady", low, low + 0.25)
+    steady = learned.expected("steady")
+    assert steady.median == steady.early == pytest.approx(2.15)
+    for seed in range(20):
+        step = polling.next_poll_interval(1.5, rng=random.Random(seed), expected=steady)
+        assert 0.65 - 1e-9 <= step <= 0.65 * 1.1 + 1e-9

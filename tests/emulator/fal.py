@@ -261,16 +261,16 @@ class FalJob:
 
 
 class FalService:
-    """Knobs for the next submits: `queue_time`, `queue_position` (initial place in the
-    queue), `duration` (running time), `results` (GLB bytes, one per object), `scene` (the
-    combined GLB of SAM 3D; default: the first result), `detections` (objects a text prompt
-    finds), `splats` (PLY bytes per object; default: generated), `metadata` (SAM 3D's list;
-    default: objects side by side), `quat_order`, `fail` ((status, body) for the result GET,
-    e.g. `validation_error(...)` or `model_error(...)`), `expire_after` (seconds after
-    completion when the request and its CDN files are gone), `expired_status` (404 or 410),
-    `drop_outputs` (output keys left out), `url_base` (another base for the returned URLs),
-    `max_body` (submit bodies above it answer 413), `cancel_effective` (a running job stops
-    when asked).
+    """Knobs for the next submits: `queue_time`, `queue_position` (initial place in the queue),
+    `duration` (running time; `duration_for(endpoint_id, body)`, when set, gives each submit
+    its own), `results` (GLB bytes, one per object), `scene` (the combined GLB of SAM 3D;
+    default: the first result), `detections` (objects a text prompt finds), `splats` (PLY bytes
+    per object; default: generated), `metadata` (SAM 3D's list; default: objects side by side),
+    `quat_order`, `fail` ((status, body) for the result GET, e.g. `validation_error(...)` or
+    `model_error(...)`), `expire_after` (seconds after completion when the request and its CDN
+    files are gone), `expired_status` (404 or 410), `drop_outputs` (output keys left out),
+    `url_base` (another base for the returned URLs), `max_body` (submit bodies above it answer
+    413), `cancel_effective` (a running job stops when asked).
     Records: `submits`, `status_polls`, `result_gets`, `cancels`, `uploads`, `invalid`."""
 
     def __init__(self, emulator, key: str):
@@ -293,6 +293,7 @@ class FalService:
             self.queue_time = 0.1
             self.queue_position = 2
             self.duration = 0.2
+            self.duration_for = None      # (endpoint id, body) -> running time of a submit
             self.results: list[bytes] = []
             self.scene: bytes | None = None
             self.detections = 1
@@ -385,8 +386,10 @@ class FalService:
         problems, image = self._validate(endpoint, body)
         fail = validation_error(problems) if problems else self.fail
         with self.lock:
+            duration = self.duration_for(endpoint.id, body) if self.duration_for else \
+                self.duration
             job = FalJob(str(uuid.uuid4()), endpoint, body, time.time(), self.queue_time,
-                         self.duration, self.queue_position, fail,
+                         duration, self.queue_position, fail,
                          objects=self._objects(endpoint, body), image=image)
             self.jobs[job.id] = job
             self.submits.append(req)
