@@ -50,6 +50,12 @@ class RECON3D_AddonPreferences(bpy.types.AddonPreferences):
     default_target_size: size_property(description="The default length of a result's largest "
                                                    "side (with Fit Size)")
 
+    requests_per_second: IntProperty(
+        name="Requests per Second per Service", default=10, min=1, max=100, update=_changed,
+        description="At most this many requests (submits, status checks, result fetches) go "
+                    "to one service each second, however many jobs run; raise it only if "
+                    "your plan with the service allows more")
+
     def draw(self, context):
         if draw_preferences is not None:
             draw_preferences(self, self.layout, context)

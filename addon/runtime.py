@@ -44,6 +44,8 @@ def engine() -> Engine:
         limit = prefs.max_in_flight if prefs else DEFAULT_MAX_IN_FLIGHT
         _engine = Engine(data_dir(), settings_for, max_in_flight=limit,
                          owner_label=owner_label())
+        if prefs:
+            _engine.set_request_rate(prefs.requests_per_second)
     return _engine
 
 
@@ -99,6 +101,7 @@ def refresh_settings() -> None:
         prefs = preferences.get()
         if prefs:
             _engine.set_max_in_flight(prefs.max_in_flight)
+            _engine.set_request_rate(prefs.requests_per_second)
 
 
 def settings_for(provider_id: str) -> ProviderSettings:

@@ -87,6 +87,15 @@ class Budgets:
         self._lock = threading.Lock()
         self._by_service: dict[str, Budget] = {}
 
+    def set_rate(self, rate: int) -> None:
+        with self._lock:
+            self.rate = max(1, int(rate))
+            budgets = list(self._by_service.values())
+        for budget in budgets:
+            with budget._cond:
+                budget.rate = self.rate
+                budget._cond.notify_all()
+
     def for_provider(self, provider_id: str) -> Budget:
         cls = REGISTRY.get(provider_id)
         service = cls.service if cls is not None else provider_id

@@ -97,6 +97,10 @@ class Engine(SharedFolder):
             lane.limit = self.max_in_flight
             lane.spawn()
 
+    def set_request_rate(self, rate: int) -> None:
+        """Requests per second each service's budget allows (jobs/budget.py)."""
+        self.budgets.set_rate(rate)
+
     def ran_here(self, job: Job) -> bool:
         """True for jobs this engine submitted or took over (the others' jobs are only listed)."""
         return job.id in self._ran

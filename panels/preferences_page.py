@@ -33,6 +33,7 @@ def draw_preferences(prefs, layout, context) -> None:
             draw_wrapped(box.column(align=True), message, width=70,
                          icon={"ok": "CHECKMARK", "bad": "ERROR"}.get(state, "SORTTIME"))
     layout.prop(prefs, "max_in_flight")
+    layout.prop(prefs, "requests_per_second")
     _draw_network(prefs, layout.box(), context)
     # -- where results land by default; the data folder and clearing old results -------------
     box = layout.box()

@@ -181,3 +181,20 @@ def test_a_canceled_job_asks_the_service_to_cancel_once_the_paused_budget_allows
     assert emulator.scenario.cancels == []          # the service is not asked yet...
     assert wait_until(lambda: emulator.scenario.cancels == [job.remote_id], 5)
     assert time.monotonic() >= resumes - 0.05       # ...but once the pause is over
+
+
+def test_the_request_rate_preference_sets_every_services_budget(recon3d):
+    """Preferences › Requests per Second per Service (default 10) reaches the running engine's
+    budgets, those made already and those made later."""
+    runtime = importlib.import_module(f"{PKG}.addon.runtime")
+    prefs = importlib.import_module(f"{PKG}.addon.preferences").get()
+    eng = runtime.engine()
+    assert prefs.requests_per_second == 10
+    made = eng.budgets.for_provider("segmind_sam3d")
+    assert made.rate == 10
+    try:
+        prefs.requests_per_second = 25
+        assert made.rate == 25 and eng.budgets.for_provider("fal_sam3d").rate == 25
+    finally:
+        prefs.requests_per_second = 10
+    assert made.rate == 10
