@@ -35,7 +35,7 @@ from .billing import NOT_ACCEPTED_STATUSES, ambiguous_submit, never_sent
 from .files import remove_quietly
 from .messages import describe_download_error, json_body
 from .network import (CONNECT_TIMEOUT, READ_TIMEOUT, SLOW_READ_FLOOR, NetworkSettings,
-                      describe_transport, proxy_failed, route, untrusted)
+                      describe_transport, proxy_failed, route, unreadable_proxy, untrusted)
 from .retry import TRANSIENT_STATUSES, RetryPolicy, server_retry_hint
 
 USER_AGENT = "Recon3D-Blender/0.1"
@@ -129,12 +129,18 @@ class HttpClient:
         download), however short the network timeout."""
         for _ in range(MAX_REDIRECTS + 1):
             self._check_allowed(url)
-            resp = self.session.request(
-                method, url, json=json_data, data=data,
-                headers=self._headers_for(url, headers), stream=stream,
-                allow_redirects=False, **route(self.config.network, url),
-                timeout=(self.config.connect_timeout,
-                         max(self.config.read_timeout, read_floor)))
+            try:
+                resp = self.session.request(
+                    method, url, json=json_data, data=data,
+                    headers=self._headers_for(url, headers), stream=stream,
+                    allow_redirects=False, **route(self.config.network, url),
+                    timeout=(self.config.connect_timeout,
+                             max(self.config.read_timeout, read_floor)))
+            except requests.exceptions.InvalidURL as exc:    # before anything was sent
+                unreadable = unreadable_proxy(self.config.network, url, exc)
+                if unreadable is None:
+                    raise
+                raise unreadable from None
             if resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                 url = urljoin(url, resp.headers["Location"])
                 resp.close()
