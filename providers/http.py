@@ -35,7 +35,7 @@ from .billing import NOT_ACCEPTED_STATUSES, ambiguous_submit, never_sent
 from .files import remove_quietly
 from .messages import describe_download_error, json_body
 from .network import (CONNECT_TIMEOUT, READ_TIMEOUT, SLOW_READ_FLOOR, NetworkSettings,
-                      describe_transport, proxy_failed, route, unreadable_proxy, untrusted)
+                      describe_transport, hopeless, proxy_failed, route, unreadable_proxy)
 from .retry import TRANSIENT_STATUSES, RetryPolicy, server_retry_hint
 
 USER_AGENT = "Recon3D-Blender/0.1"
@@ -184,7 +184,7 @@ class HttpClient:
                         f"{service} did not answer in time." if isinstance(
                             exc, requests.exceptions.Timeout) else
                         f"The connection to {service} broke while sending the job.")) from None
-                if attempt >= policy.attempts or untrusted(exc):
+                if attempt >= policy.attempts or hopeless(exc):
                     raise self._transport_error(exc) from None
             else:
                 if not stream and _cut_off(resp):
@@ -273,7 +273,7 @@ class HttpClient:
                     requests.exceptions.ChunkedEncodingError, _Truncated) as exc:
                 remove_quietly(part)
                 refused = describe_transport(self.config.service, self.config.network, exc)
-                if refused is not None and (attempt >= policy.attempts or untrusted(exc)):
+                if refused is not None and (attempt >= policy.attempts or hopeless(exc)):
                     raise refused from None
                 if attempt >= policy.attempts:
                     raise ResultError(

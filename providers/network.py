@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from dataclasses import dataclass, field
 from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
@@ -188,3 +189,17 @@ def untrusted(exc: BaseException) -> bool:
     """A certificate that failed verification (the handshake: nothing was sent)."""
     return "CERTIFICATE_VERIFY_FAILED" in repr(exc) or "certificate verify failed" in repr(exc)
 
+
+def tunnel_refused(exc: BaseException) -> int | None:
+    """The status with which the proxy refused to open a tunnel (CONNECT, for an https://
+    service; 407: a wrong or missing password), or None. A tunnel never set up carried
+    nothing. (http.client's words, under urllib3 1.26 and 2 alike; on urllib3 1.26 every
+    socket error through a proxy is a ProxyError, so the type alone proves nothing.)"""
+    found = re.search(r"Tunnel connection failed: (\d{3})", repr(exc))
+    return int(found.group(1)) if found else None
+
+
+def hopeless(exc: BaseException) -> bool:
+    """Sending again cannot help: the certificate is not trusted, or the proxy wants other
+    credentials."""
+    return untrusted(exc) or tunnel_refused(exc) == 407

@@ -97,21 +97,47 @@ def test_loopback_and_no_proxy_hosts_never_go_through_the_proxy(api, prefs, prox
     assert proxy.forwarded == [] and len(emulator.segmind.submits) == 2
 
 
-@pytest.mark.parametrize("case", ["closed port", "closed port, no password", "wrong password"])
+@pytest.mark.parametrize("case", ["closed port", "closed port, no password", "wrong password",
+                                  "wrong password, https service"])
 def test_a_proxy_that_cannot_carry_the_job_is_named(api, prefs, proxy, emulator, fixtures,
-                                                    monkeypatch, case):
+                                                    monkeypatch, request, test_ca, case):
+    """Over https the proxy refuses the CONNECT tunnel (407): a tunnel never set up carried
+    nothing, so the job is not "may have been billed", and a 407 is not asked again."""
     monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
     monkeypatch.setattr(module("providers.retry").RetryPolicy, "delay", lambda *a: 0.01)
-    port = proxy.port if case == "wrong password" else _closed_port()
+    service = emulator.segmind_url
+    if "https" in case:
+        service = request.getfixturevalue("tls_segmind")
+        prefs.ca_bundle = str(test_ca / "ca.pem")
+    port = proxy.port if "wrong password" in case else _closed_port()
     user = "" if "no password" in case else "artist:wrong-pass-5e7a@"
     prefs.https_proxy = f"http://{user}127.0.0.1:{port}"
     error = reconstruct(api, fixtures, emulator)
     assert isinstance(error, Exception), error
-    message = str(error)
+    message, job = str(error), api.jobs()[-1]
     assert f"could not reach the proxy http://127.0.0.1:{port} set in Preferences" in message
-    assert "wrong-pass-5e7a" not in message and "wrong-pass-5e7a" not in repr(api.jobs()[-1])
-    assert emulator.segmind.submits == []                 # nothing reached the service
-    assert "billed" not in message
+    assert "wrong-pass-5e7a" not in message and "wrong-pass-5e7a" not in repr(job)
+    assert emulator.segmind.submits == [] and emulator.requests(server="tls") == []
+    assert "billed" not in message and job.error_code == "unreachable", job.error
+    if "wrong password" in case:                 # refused once (a tunnel: host:port), not retried
+        asked = service.split("://", 1)[1] if "https" in case else f"{service}/v2/sam-3d-objects"
+        assert proxy.refused == [asked] and proxy.forwarded == []
+
+
+def test_a_reset_after_sending_through_the_proxy_is_not_taken_as_never_sent(
+        api, prefs, proxy, emulator, fixtures, monkeypatch):
+    """urllib3 1.26 (Blender 4.2) calls every socket error through a proxy a ProxyError: a
+    submit the proxy passed on, whose answer was lost, may have been billed and is never
+    sent again."""
+    monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
+    monkeypatch.setattr(module("providers.retry").RetryPolicy, "delay", lambda *a: 0.01)
+    prefs.https_proxy = proxy.url(PROXY_USER)
+    proxy.drop_answers_to = "/v2/sam-3d-objects"
+    error = reconstruct(api, fixtures, emulator)
+    assert isinstance(error, Exception), error
+    assert error.code == "ambiguous_submit" and "may still have been accepted and billed" in \
+        str(error), error
+    assert len(emulator.segmind.submits) == 1 and len(proxy.forwarded) == 1
 
 
 @pytest.mark.parametrize("address", ["proxy.studio 3128", "http://[bad:3128",
