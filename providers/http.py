@@ -290,9 +290,9 @@ class HttpClient:
             return refused
         if isinstance(exc, requests.exceptions.Timeout):
             limit = self.config.network.timeout
-            within = (f" within {limit:g} s (Blender's Preferences › System › Network › "
-                      f"Time-out)" if limit else "")
-            return ServiceError(f"{service} did not answer in time{within}. Try again in a few "
+            within = (f"within {limit:g} s (Blender's Preferences › System › Network › "
+                      f"Time-out)" if limit else "in time")
+            return ServiceError(f"{service} did not answer {within}. Try again in a few "
                                 f"minutes.", code="timeout")
         return ServiceError(f"Recon3D could not reach {service}. Check your internet "
                             f"connection (or the endpoint in Preferences › Add-ons › Recon3D) "

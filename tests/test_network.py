@@ -340,6 +340,6 @@ def test_blenders_network_timeout_bounds_api_requests(api, prefs, emulator, dela
     with pytest.raises(api.Recon3DError) as slow:
         provider.poll("job-1", {})
     assert slow.value.code == "timeout"
-    assert str(slow.value) == ("Segmind did not answer in time within 1 s (Blender's "
+    assert str(slow.value) == ("Segmind did not answer within 1 s (Blender's "
                                "Preferences › System › Network › Time-out). Try again in a "
                                "few minutes.")
