@@ -17,6 +17,7 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import math
 import os
 import signal
 import sys
@@ -45,13 +46,19 @@ def _numbers(count: int):
 
 
 def _option(text: str):
-    """NAME=VALUE; the value is read as a JSON literal when it is one (50000, 1.5, true,
-    null, "quoted text", [1, 2], {"a": 1}), else taken as text (studio → "studio")."""
+    """NAME=VALUE; true and false in any case are booleans (True, FALSE); otherwise the value
+    is read as a JSON literal when it is one (50000, 1.5, null, "quoted text", [1, 2],
+    {"a": 1}), else taken as text (studio → "studio"). A whole number written without a
+    decimal point is an integer even with an exponent (1e3 → 1000; 1.0 and 1e-3 are
+    floats)."""
     name, sep, value = text.partition("=")
     if not sep or not name.strip():
         raise argparse.ArgumentTypeError(f"'{text}' is not NAME=VALUE")
+    word = value.strip().lower()
+    if word in ("true", "false"):
+        return name.strip(), word == "true"
     try:
-        parsed = json.loads(value, parse_constant=_not_json)
+        parsed = json.loads(value, parse_constant=_not_json, parse_float=_number)
     except ValueError:
         parsed = value
     return name.strip(), parsed
@@ -59,6 +66,13 @@ def _option(text: str):
 
 def _not_json(constant: str):
     raise ValueError(f"{constant} is not JSON")     # NaN, Infinity: taken as text
+
+
+def _number(text: str):
+    number = float(text)
+    if not math.isfinite(number):
+        _not_json(text)                             # 1e999: taken as text
+    return int(number) if number.is_integer() and "." not in text else number
 
 
 def _shard(text: str):
@@ -92,8 +106,9 @@ def _parser() -> argparse.ArgumentParser:
     gen.add_argument("--mask")
     gen.add_argument("--option", action="append", type=_option, default=[],
                      metavar="NAME=VALUE",
-                     help="a provider option, e.g. decimationTarget=50000; the value is read "
-                          "as JSON when it is JSON (50000, true, [1,2]), else as text. A name "
+                     help="a provider option, e.g. decimationTarget=50000; true/false in any "
+                          "case are booleans, other values are read as JSON when they are JSON "
+                          "(50000, 1e3, [1,2]), else as text. A name "
                           "the model does not declare is sent unchecked (and said so)")
     gen.add_argument("--timeout", type=float, help="stop waiting after this many seconds")
     gen.add_argument("--layout", choices=batch.LAYOUTS,

@@ -15,7 +15,8 @@ from ..errors import AuthError, NetworkBlocked, Recon3DError, remember_secrets
 from ..jobs import DEFAULT_MAX_IN_FLIGHT, Engine
 from ..providers import REGISTRY, ProviderSettings, provider_class, resolve_base_url
 from ..providers.addresses import is_loopback
-from ..providers.network import NetworkSettings, proxy_secrets, settings_problem
+from ..providers.network import (NetworkSettings, environment_proxies, proxy_secrets,
+                                 settings_problem)
 from . import EXTENSION_PACKAGE, preferences
 
 _engine: Engine | None = None
@@ -73,11 +74,13 @@ def credentials(provider_id: str) -> dict:
 
 def network_settings() -> NetworkSettings:
     """The Network preferences (proxy, CA bundle) and Blender's own network timeout. Main
-    thread only. The proxy may carry a password: it is masked wherever text is scrubbed."""
+    thread only. A proxy may carry a password, the preference's or the environment's (which
+    requests reads itself): it is masked wherever text is scrubbed."""
     prefs = preferences.get()
     proxy = prefs.https_proxy.strip() if prefs else ""
     bundle = prefs.ca_bundle.strip() if prefs else ""
-    remember_secrets(proxy_secrets(proxy))
+    for address in [proxy, *environment_proxies().values()]:
+        remember_secrets(proxy_secrets(address))
     return NetworkSettings(proxy=proxy,
                            ca_bundle=os.path.expanduser(bpy.path.abspath(bundle)) if bundle
                            else "",

@@ -117,8 +117,10 @@ class Lane:
 
 def unexpected_failure(exc: BaseException, job_dir: str = "") -> str:
     """What the artist reads when a job fails on something Recon3D did not expect: a disk or
-    permission problem of the data folder (the journal could not be written), or a bug."""
-    if isinstance(exc, OSError):
+    permission problem of the data folder (the journal could not be written), or a bug.
+    requests' and urllib3's errors are OSErrors too, but say nothing about the disk."""
+    if isinstance(exc, OSError) and type(exc).__module__.split(".")[0] not in ("requests",
+                                                                             "urllib3"):
         return (f"Recon3D could not record this job's progress ({type(exc).__name__}: {exc}). "
                 f"Make room on the disk of the Recon3D data folder (or check its permissions); "
                 f"a result already made is still at the service.")

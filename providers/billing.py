@@ -5,11 +5,12 @@ A paid generation is never lost and never paid twice:
 1. Before the request that starts paid work, the job is journaled as `submit_sent`
    (`Provider.submit` calls `mark_sending()` right before it).
 2. That request is sent again only when the service provably did not take it: the connection
-   was never made (refused, unresolvable, connect timeout, an untrusted certificate) or the
-   service said "not now" (`NOT_ACCEPTED_STATUSES`, or what a provider's `not_accepted()`
-   recognises). Anything else after sending — a reset, a read timeout, a gateway error — is
-   ambiguous: the job fails with code "ambiguous_submit", asking the artist to check the
-   service's dashboard, and is never sent again by Recon3D.
+   was never made (refused, unresolvable, connect timeout, an untrusted certificate, a proxy
+   that refused to open the tunnel to the service) or the service said "not now"
+   (`NOT_ACCEPTED_STATUSES`, or what a provider's `not_accepted()` recognises). Anything
+   else after sending — a reset, a read timeout, a gateway error — is ambiguous: the job
+   fails with code "ambiguous_submit", asking the artist to check the service's dashboard,
+   and is never sent again by Recon3D.
 3. The exception is a provider whose submit carries an idempotency token chosen by us
    (`Provider.idempotent_submit`, Runware's taskUUID): sending the same token again is safe,
    and the service's "already have it" answer means accepted.
@@ -24,7 +25,7 @@ from __future__ import annotations
 import requests
 
 from ..errors import ServiceError, code_info
-from .network import untrusted
+from .network import tunnel_refused, untrusted
 
 #: answers that prove a billing request was not accepted, so sending it again is safe
 NOT_ACCEPTED_STATUSES = frozenset({429, 503})
@@ -38,6 +39,8 @@ def never_sent(exc: BaseException) -> bool:
     """True when a transport error happened before the request could reach the server."""
     if isinstance(exc, requests.exceptions.ConnectTimeout) or untrusted(exc):
         return True           # a certificate refused during the handshake: nothing was sent
+    if tunnel_refused(exc) is not None:
+        return True           # the proxy never opened the tunnel the request would go through
     text = repr(exc)
     return any(marker in text for marker in _NEVER_SENT_MARKERS)
 

@@ -35,7 +35,7 @@ from .billing import NOT_ACCEPTED_STATUSES, ambiguous_submit, never_sent
 from .files import remove_quietly
 from .messages import describe_download_error, json_body
 from .network import (CONNECT_TIMEOUT, READ_TIMEOUT, SLOW_READ_FLOOR, NetworkSettings,
-                      describe_transport, proxy_failed, route, untrusted)
+                      describe_transport, hopeless, proxy_failed, route, unreadable_proxy)
 from .retry import TRANSIENT_STATUSES, RetryPolicy, server_retry_hint
 
 USER_AGENT = "Recon3D-Blender/0.1"
@@ -136,12 +136,18 @@ class HttpClient:
             self._check_allowed(url)
             if self.before_request is not None and (api or scheme_host_port(url) == self._home):
                 self.before_request()
-            resp = self.session.request(
-                method, url, json=json_data, data=data,
-                headers=self._headers_for(url, headers), stream=stream,
-                allow_redirects=False, **route(self.config.network, url),
-                timeout=(self.config.connect_timeout,
-                         max(self.config.read_timeout, read_floor)))
+            try:
+                resp = self.session.request(
+                    method, url, json=json_data, data=data,
+                    headers=self._headers_for(url, headers), stream=stream,
+                    allow_redirects=False, **route(self.config.network, url),
+                    timeout=(self.config.connect_timeout,
+                             max(self.config.read_timeout, read_floor)))
+            except requests.exceptions.InvalidURL as exc:    # before anything was sent
+                unreadable = unreadable_proxy(self.config.network, url, exc)
+                if unreadable is None:
+                    raise
+                raise unreadable from None
             if resp.status_code in (301, 302, 303, 307, 308) and "Location" in resp.headers:
                 url = urljoin(url, resp.headers["Location"])
                 resp.close()
@@ -185,7 +191,7 @@ class HttpClient:
                         f"{service} did not answer in time." if isinstance(
                             exc, requests.exceptions.Timeout) else
                         f"The connection to {service} broke while sending the job.")) from None
-                if attempt >= policy.attempts or untrusted(exc):
+                if attempt >= policy.attempts or hopeless(exc):
                     raise self._transport_error(exc) from None
             else:
                 if not stream and _cut_off(resp):
@@ -275,7 +281,7 @@ class HttpClient:
                     requests.exceptions.ChunkedEncodingError, _Truncated) as exc:
                 remove_quietly(part)
                 refused = describe_transport(self.config.service, self.config.network, exc)
-                if refused is not None and (attempt >= policy.attempts or untrusted(exc)):
+                if refused is not None and (attempt >= policy.attempts or hopeless(exc)):
                     raise refused from None
                 if attempt >= policy.attempts:
                     raise ResultError(
@@ -292,9 +298,9 @@ class HttpClient:
             return refused
         if isinstance(exc, requests.exceptions.Timeout):
             limit = self.config.network.timeout
-            within = (f" within {limit:g} s (Blender's Preferences › System › Network › "
-                      f"Time-out)" if limit else "")
-            return ServiceError(f"{service} did not answer in time{within}. Try again in a few "
+            within = (f"within {limit:g} s (Blender's Preferences › System › Network › "
+                      f"Time-out)" if limit else "in time")
+            return ServiceError(f"{service} did not answer {within}. Try again in a few "
                                 f"minutes.", code="timeout")
         return ServiceError(f"Recon3D could not reach {service}. Check your internet "
                             f"connection (or the endpoint in Preferences › Add-ons › Recon3D) "

@@ -21,8 +21,9 @@ from __future__ import annotations
 
 import base64
 import os
+import re
 from dataclasses import dataclass, field
-from urllib.parse import unquote, urlsplit, urlunsplit
+from urllib.parse import SplitResult, unquote, urlsplit, urlunsplit
 
 import requests
 
@@ -40,6 +41,12 @@ LOOPBACK_NEVER_PROXIED = True
 PREFERENCES = "Preferences › Add-ons › Recon3D › Network"
 #: passed with a request: no proxy at all, whatever the environment says
 NO_PROXY = {"http": None, "https": None, "all": None}
+#: where requests takes a proxy from when the preference is empty
+PROXY_ENVIRONMENT = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
+                     "all_proxy")
+#: what to do about a password that breaks a proxy address
+PERCENT_HINT = ("if its user name or password has characters like # / @ [ ] or a space, write "
+                "them percent-encoded (# as %23, / as %2F, @ as %40)")
 
 
 @dataclass(frozen=True)
@@ -61,28 +68,46 @@ class NetworkSettings:
         return CONNECT_TIMEOUT, READ_TIMEOUT
 
 
+def parse_proxy(proxy: str) -> SplitResult | None:
+    """A proxy address split into its parts, or None when it is not one (http(s)://host with
+    a numeric port, if any). The one reading of a proxy address: a password with # / @ [ left
+    unencoded makes it unreadable here, as it does for requests."""
+    try:
+        parts = urlsplit(proxy.strip())
+        parts.port                                  # raises ValueError when not a number
+    except ValueError:                              # "Invalid IPv6 URL", a bad port
+        return None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        return None
+    return parts
+
+
 def shown_proxy(proxy: str) -> str:
-    parts = urlsplit(proxy.strip())
-    if not parts.hostname:
+    parts = parse_proxy(proxy)
+    if parts is None:
         return "(not a proxy address)"
     netloc = parts.hostname if ":" not in parts.hostname else f"[{parts.hostname}]"
-    try:
-        port = parts.port
-    except ValueError:
-        port = None
-    return urlunsplit((parts.scheme, f"{netloc}:{port}" if port else netloc, "", "", ""))
+    return urlunsplit((parts.scheme, f"{netloc}:{parts.port}" if parts.port else netloc,
+                       "", "", ""))
 
 
 def proxy_secrets(proxy: str) -> list[str]:
     """What of a proxy address must never be shown: its password, the address as typed with
     it, and the Proxy-Authorization token made of it. (The address without them is shown in
-    messages; the user name alone is not a secret and would mask ordinary words.)"""
-    parts = urlsplit(proxy.strip())
-    if not parts.password:
+    messages; the user name alone is not a secret and would mask ordinary words.) Read by
+    hand, not with `parse_proxy`: an address its password makes unreadable still hides it."""
+    text = proxy.strip()
+    userinfo, at, _ = text.split("://", 1)[-1].rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    if not (at and colon and password):
         return []
-    token = base64.b64encode(f"{unquote(parts.username or '')}:{unquote(parts.password)}"
-                             .encode()).decode("ascii")
-    return [proxy.strip(), parts.password, unquote(parts.password), token]
+    token = base64.b64encode(f"{unquote(user)}:{unquote(password)}".encode()).decode("ascii")
+    return [text, password, unquote(password), token]
+
+
+def environment_proxies() -> dict[str, str]:
+    """The proxy variables set in the environment (name → address)."""
+    return {name: os.environ[name] for name in PROXY_ENVIRONMENT if os.environ.get(name)}
 
 
 def settings_problem(settings: NetworkSettings) -> str | None:
@@ -92,15 +117,9 @@ def settings_problem(settings: NetworkSettings) -> str | None:
         return (f"The CA bundle {settings.ca_bundle} set in {PREFERENCES} does not exist. "
                 f"Choose the certificate file your studio's IT gave you (a .pem), or clear "
                 f"the field to trust the usual authorities.")
-    if settings.proxy.strip():
-        parts = urlsplit(settings.proxy.strip())
-        try:
-            parts.port
-        except ValueError:
-            parts = None
-        if parts is None or parts.scheme not in ("http", "https") or not parts.hostname:
-            return (f"The HTTPS proxy set in {PREFERENCES} is not a proxy address; write it "
-                    f"as http://host:port (e.g. http://proxy.studio:3128).")
+    if settings.proxy.strip() and parse_proxy(settings.proxy) is None:
+        return (f"The HTTPS proxy set in {PREFERENCES} is not a proxy address; write it "
+                f"as http://host:port (e.g. http://proxy.studio:3128), and {PERCENT_HINT}.")
     return None
 
 
@@ -146,6 +165,41 @@ def proxy_failed(service: str, settings: NetworkSettings) -> Recon3DError:
                         f"{PREFERENCES}.", code="unreachable")
 
 
+def unreadable_proxy(settings: NetworkSettings, url: str,
+                     exc: requests.exceptions.InvalidURL) -> Recon3DError | None:
+    """requests could not read an address: when it is the proxy's (the request's own `url`
+    is readable), the artist is told where the proxy is set, without echoing it (it may
+    hold a password); None when `url` itself is at fault."""
+    if not isinstance(exc, requests.exceptions.InvalidProxyURL):
+        try:
+            requests.models.PreparedRequest().prepare_url(url, None)
+        except requests.exceptions.RequestException:
+            return None
+    if settings.proxy.strip():
+        where = f"set in {PREFERENCES}"
+    else:
+        where = "in " + (" / ".join(environment_proxies()) or "HTTPS_PROXY")
+    return Recon3DError(f"The proxy address {where} could not be read: write it as "
+                        f"http://host:port (e.g. http://proxy.studio:3128), and "
+                        f"{PERCENT_HINT}. Or clear it to connect directly.",
+                        code="network_settings")
+
+
 def untrusted(exc: BaseException) -> bool:
     """A certificate that failed verification (the handshake: nothing was sent)."""
     return "CERTIFICATE_VERIFY_FAILED" in repr(exc) or "certificate verify failed" in repr(exc)
+
+
+def tunnel_refused(exc: BaseException) -> int | None:
+    """The status with which the proxy refused to open a tunnel (CONNECT, for an https://
+    service; 407: a wrong or missing password), or None. A tunnel never set up carried
+    nothing. (http.client's words, under urllib3 1.26 and 2 alike; on urllib3 1.26 every
+    socket error through a proxy is a ProxyError, so the type alone proves nothing.)"""
+    found = re.search(r"Tunnel connection failed: (\d{3})", repr(exc))
+    return int(found.group(1)) if found else None
+
+
+def hopeless(exc: BaseException) -> bool:
+    """Sending again cannot help: the certificate is not trusted, or the proxy wants other
+    credentials."""
+    return untrusted(exc) or tunnel_refused(exc) == 407

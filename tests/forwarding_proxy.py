@@ -3,7 +3,9 @@
 absolute-URI requests a client sends to a proxy for http:// targets and the CONNECT tunnels
 it opens for https:// ones, forwards each to its target (loopback only: the emulator) and
 records what it forwarded (a tunnel as CONNECT host:port). With `credentials`, a
-request without the matching Proxy-Authorization is answered 407, as a studio proxy does."""
+request without the matching Proxy-Authorization is answered 407, as a studio proxy does.
+`drop_answers_to`: for a request whose URL contains it, the proxy forwards it, then closes
+the connection instead of passing the answer on (a reset after the request was sent)."""
 from __future__ import annotations
 
 import base64
@@ -46,6 +48,7 @@ class ForwardingProxy:
     def __init__(self, credentials: str | None = None):
         self.forwarded: list[Forwarded] = []
         self.refused: list[str] = []
+        self.drop_answers_to: str | None = None
         self.lock = threading.Lock()
         expected = ("Basic " + base64.b64encode(credentials.encode()).decode()
                     if credentials else None)
@@ -72,6 +75,9 @@ class ForwardingProxy:
                     conn.request(self.command, path or "/", body=body or None, headers=headers)
                     resp = conn.getresponse()
                     data = resp.read()
+                    if outer.drop_answers_to and outer.drop_answers_to in self.path:
+                        self.close_connection = True
+                        return
                     self._answer(resp.status, data, {k: v for k, v in resp.getheaders()
                                                      if k.lower() not in HOP_BY_HOP
                                                      and k.lower() != "content-length"})

@@ -168,3 +168,17 @@ def test_every_field_a_provider_writes_itself_is_reserved(recon3d, fixtures, pro
     written = set(body_with_every_input(provider, fixtures)) - {o.name for o in cls.options}
     assert written and written <= set(cls.reserved_params()), \
         written - set(cls.reserved_params())
+
+
+@pytest.mark.parametrize("written, value", [
+    ("True", True), ("FALSE", False), (" true ", True), ("1e3", 1000), ("2E2", 200),
+    ("50000", 50000), ("1.0", 1.0), ("1e-3", 0.001), ("2.5e1", 25.0), ("[1e3, 1.5]", [1000, 1.5]),
+    ('"True"', "True"), ("studio", "studio"), ("NaN", "NaN"), ("1e999", "1e999"),
+    ("null", None)])
+def test_command_line_option_values(recon3d, written, value):
+    """true/false in any case are booleans (as before JSON reading); a whole number written
+    without a decimal point is an integer even with an exponent; the rest is JSON or text."""
+    name, parsed = importlib.import_module(f"{PKG}.cli")._option(f"r3dValue={written}")
+    assert name == "r3dValue" and parsed == value and type(parsed) is type(value)
+    if isinstance(value, list):
+        assert [type(v) for v in parsed] == [int, float]

@@ -6,7 +6,11 @@ from __future__ import annotations
 
 import base64
 import importlib
+import json
+import logging
 import os
+import re
+import time
 
 import bpy
 import pytest
@@ -15,6 +19,7 @@ from conftest import PKG
 from emulator import Reply
 from forwarding_proxy import ForwardingProxy
 from test_providers import serve
+from test_ui import RecordingLayout, render
 
 PROXY_USER = "artist:proxy-pass-91c3"
 PROXY_VARS = ("HTTPS_PROXY", "https_proxy", "HTTP_PROXY", "http_proxy", "ALL_PROXY",
@@ -92,31 +97,105 @@ def test_loopback_and_no_proxy_hosts_never_go_through_the_proxy(api, prefs, prox
     assert proxy.forwarded == [] and len(emulator.segmind.submits) == 2
 
 
-@pytest.mark.parametrize("case", ["closed port", "closed port, no password", "wrong password"])
+@pytest.mark.parametrize("case", ["closed port", "closed port, no password", "wrong password",
+                                  "wrong password, https service"])
 def test_a_proxy_that_cannot_carry_the_job_is_named(api, prefs, proxy, emulator, fixtures,
-                                                    monkeypatch, case):
+                                                    monkeypatch, request, test_ca, case):
+    """Over https the proxy refuses the CONNECT tunnel (407): a tunnel never set up carried
+    nothing, so the job is not "may have been billed", and a 407 is not asked again."""
     monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
     monkeypatch.setattr(module("providers.retry").RetryPolicy, "delay", lambda *a: 0.01)
-    port = proxy.port if case == "wrong password" else _closed_port()
+    service = emulator.segmind_url
+    if "https" in case:
+        service = request.getfixturevalue("tls_segmind")
+        prefs.ca_bundle = str(test_ca / "ca.pem")
+    port = proxy.port if "wrong password" in case else _closed_port()
     user = "" if "no password" in case else "artist:wrong-pass-5e7a@"
     prefs.https_proxy = f"http://{user}127.0.0.1:{port}"
     error = reconstruct(api, fixtures, emulator)
     assert isinstance(error, Exception), error
-    message = str(error)
+    message, job = str(error), api.jobs()[-1]
     assert f"could not reach the proxy http://127.0.0.1:{port} set in Preferences" in message
-    assert "wrong-pass-5e7a" not in message and "wrong-pass-5e7a" not in repr(api.jobs()[-1])
-    assert emulator.segmind.submits == []                 # nothing reached the service
-    assert "billed" not in message
+    assert "wrong-pass-5e7a" not in message and "wrong-pass-5e7a" not in repr(job)
+    assert emulator.segmind.submits == [] and emulator.requests(server="tls") == []
+    assert "billed" not in message and job.error_code == "unreachable", job.error
+    if "wrong password" in case:                 # refused once (a tunnel: host:port), not retried
+        asked = service.split("://", 1)[1] if "https" in case else f"{service}/v2/sam-3d-objects"
+        assert proxy.refused == [asked] and proxy.forwarded == []
 
 
+def test_a_reset_after_sending_through_the_proxy_is_not_taken_as_never_sent(
+        api, prefs, proxy, emulator, fixtures, monkeypatch):
+    """urllib3 1.26 (Blender 4.2) calls every socket error through a proxy a ProxyError: a
+    submit the proxy passed on, whose answer was lost, may have been billed and is never
+    sent again."""
+    monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
+    monkeypatch.setattr(module("providers.retry").RetryPolicy, "delay", lambda *a: 0.01)
+    prefs.https_proxy = proxy.url(PROXY_USER)
+    proxy.drop_answers_to = "/v2/sam-3d-objects"
+    error = reconstruct(api, fixtures, emulator)
+    assert isinstance(error, Exception), error
+    assert error.code == "ambiguous_submit" and "may still have been accepted and billed" in \
+        str(error), error
+    assert len(emulator.segmind.submits) == 1 and len(proxy.forwarded) == 1
+
+
+@pytest.mark.parametrize("address", ["proxy.studio 3128", "http://[bad:3128",
+                                     "http://jdoe:Pa#ss-word-77@127.0.0.1:3128"])
 def test_a_proxy_that_is_not_an_address_is_refused_before_sending(api, prefs, emulator,
-                                                                  fixtures):
-    prefs.https_proxy = "proxy.studio 3128"
+                                                                  fixtures, address):
+    """Refused by api.submit with a Recon3DError (never a bare ValueError), named in the
+    preferences page, whose drawing it does not break; never echoed."""
+    prefs.https_proxy = address
     with pytest.raises(api.Recon3DError) as refused:
         api.submit(fixtures.path("photo.png"), provider="segmind_sam3d", prompt="chair")
-    assert "is not a proxy address" in str(refused.value)
-    assert "proxy.studio 3128" not in str(refused.value)       # a secret is never echoed
+    message = str(refused.value)
+    assert "is not a proxy address" in message and "(# as %23" in message
+    assert refused.value.code == "network_settings"
+    assert address not in message and "bad:3128" not in message and "word-77" not in message
     assert emulator.requests() == []
+    assert module("providers.network").shown_proxy(address) == "(not a proxy address)"
+    lines: list = []
+    module("panels").draw_preferences(prefs, RecordingLayout(lines, 0, bpy.context), bpy.context)
+    page = " ".join(re.findall(r"text='([^']*)'", render(lines)))   # wrapped over labels
+    assert "The HTTPS proxy set in Preferences › Add-ons › Recon3D › Network is not a proxy " \
+           "address" in page and "word-77" not in page
+
+
+def test_an_environment_proxy_that_cannot_be_read_is_named_and_its_password_kept(
+        api, prefs, emulator, fixtures, test_ca, tls_segmind, monkeypatch, caplog):
+    """HTTPS_PROXY with an unencoded # in its password: requests cannot read it (InvalidURL,
+    an OSError). The artist is told which variable to fix and how; the password appears in
+    no message, journal entry or log, and nothing blames the disk."""
+    caplog.set_level(logging.DEBUG)
+    monkeypatch.setattr(module("providers.network"), "LOOPBACK_NEVER_PROXIED", False)
+    prefs.ca_bundle = str(test_ca / "ca.pem")
+    monkeypatch.setenv("HTTPS_PROXY", "http://jdoe:Pa#ss-word-77@127.0.0.1:9")
+    error = reconstruct(api, fixtures, emulator)
+    assert isinstance(error, Exception), error
+    job = api.jobs()[-1]
+    assert job.state == "failed" and job.error_code == "network_settings", job.error
+    assert job.error.startswith("The proxy address in HTTPS_PROXY could not be read: write it "
+                                "as http://host:port"), job.error
+    assert "(# as %23" in job.error and "disk" not in job.error
+    entry = os.path.join(module("addon.runtime").engine().job_dir(job), "job.json")
+    deadline = time.monotonic() + 10          # journaled right after the job says it failed
+    while "network_settings" not in (journal := open(entry, encoding="utf-8").read()) \
+            and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert json.loads(journal)["error"] == job.error
+    for text in (job.error, str(error), journal, caplog.text):
+        assert "word-77" not in text and "jdoe:Pa" not in text
+    assert emulator.requests(server="tls") == []
+
+
+def test_a_network_error_that_escapes_is_not_blamed_on_the_disk(recon3d):
+    import requests
+    unexpected = module("jobs.lanes").unexpected_failure
+    assert "Make room on the disk" in unexpected(OSError(28, "No space left on device"))
+    said = unexpected(requests.exceptions.InvalidHeader("bad header"))
+    assert said.startswith("Recon3D hit an unexpected problem (InvalidHeader: bad header).")
+    assert "disk" not in said
 
 
 def _closed_port() -> int:
@@ -261,6 +340,6 @@ def test_blenders_network_timeout_bounds_api_requests(api, prefs, emulator, dela
     with pytest.raises(api.Recon3DError) as slow:
         provider.poll("job-1", {})
     assert slow.value.code == "timeout"
-    assert str(slow.value) == ("Segmind did not answer in time within 1 s (Blender's "
+    assert str(slow.value) == ("Segmind did not answer within 1 s (Blender's "
                                "Preferences › System › Network › Time-out). Try again in a "
                                "few minutes.")
