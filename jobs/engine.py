@@ -101,7 +101,7 @@ class Engine(SharedFolder):
 
     def submit(self, job: Job) -> Job:
         """Own the job, journal it, then queue it. Returns at once."""
-        if not self._claim(job.id):
+        if not self._claim(job.id, create=True):
             raise Recon3DError(f"Recon3D could not start job {job.id}: another Blender already "
                                f"uses its folder. Generate again.", code="internal")
         self._ran.add(job.id)
@@ -235,6 +235,9 @@ class Engine(SharedFolder):
                 if job.id in self._jobs or job.id in self._removed:
                     continue
                 self._jobs[job.id] = job
+                # journaled, not read by the watch yet: it reads it once, and forgets it
+                # once its folder is gone (removed by another Blender)
+                self._stamps.setdefault(job.id, None)
             if self.needs_work(job) and self._take(job):
                 resumed.append(job)
         self._start_watch()
@@ -294,7 +297,8 @@ class Engine(SharedFolder):
         """Journal a change, only ever as the job's owner. A finished job this engine has let
         go of (imported later, say) is owned again for the write, unless another process has
         it: then the change stays in memory and that process's journal wins. A removed job
-        is never journaled again (that would bring its folder back)."""
+        (here or by another Blender: its folder is gone) is never journaled again (that would
+        bring its folder back); only `submit` makes a job's folder."""
         with self._lock:
             if job.id in self._removed:
                 self._unsaved.discard(job.id)
@@ -307,6 +311,12 @@ class Engine(SharedFolder):
             finally:
                 if job.id not in self._busy:
                     self.ownership.release(job.id)
+        elif self.journal.gone(job.id):
+            # Removed (by another Blender): a change from a stale reference is dropped, never
+            # written — writing it would bring the folder back.
+            with self._lock:
+                self._unsaved.discard(job.id)
+            return
         else:
             # Another process holds the job's lock: its owner, or a glance at who owns it
             # (owner_of locks a free job for an instant). The watch writes the change once the

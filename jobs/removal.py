@@ -16,6 +16,7 @@ import time
 import uuid
 
 from ..errors import Recon3DError
+from ..providers.billing import paid_not_imported
 from .model import FINISHED
 
 TRASH = ".removed"
@@ -72,14 +73,20 @@ def finished_age(job, now: float | None = None) -> float:
 def old_results(jobs, days: float, *, include_ready: bool = False,
                 now: float | None = None) -> tuple[list, list]:
     """What "Clear Old Results" removes, and the old results it keeps: imported, failed and
-    canceled jobs that finished more than `days` days ago are removed; results never imported
-    ("ready") only when asked, since they were paid for and the service may no longer give
-    them again — otherwise they are returned as kept, so the dialog can say so."""
+    canceled jobs that finished more than `days` days ago are removed; paid results never
+    imported (`billing.paid_not_imported`: "ready", a failed fetch the service can still
+    answer, a submit that may have been billed) only when asked, since removing them gives
+    them up for good — otherwise they are returned as kept, so the dialog can say so."""
     old = [job for job in jobs if job.state in FINISHED and finished_age(job, now) > days * DAY]
     if include_ready:
         return old, []
-    return ([job for job in old if job.state != "ready"],
-            [job for job in old if job.state == "ready"])
+    paid = [job for job in old if is_paid_not_imported(job)]
+    return [job for job in old if job not in paid], paid
+
+
+def is_paid_not_imported(job) -> bool:
+    """`billing.paid_not_imported` for a job."""
+    return paid_not_imported(job.state, job.remote_id, job.error_code)
 
 
 def size_words(nbytes: int) -> str:
@@ -87,5 +94,5 @@ def size_words(nbytes: int) -> str:
     return f"{nbytes / 1e6:.1f} MB"
 
 
-__all__ = ["DAY", "TRASH", "delete_folder", "finished_age", "folder_size", "job_folder",
-           "old_results", "size_words"]
+__all__ = ["DAY", "TRASH", "delete_folder", "finished_age", "folder_size",
+           "is_paid_not_imported", "job_folder", "old_results", "size_words"]

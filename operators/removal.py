@@ -11,7 +11,8 @@ from bpy.props import BoolProperty, IntProperty, StringProperty
 from .. import api
 from ..addon import form, runtime
 from ..jobs import FINISHED
-from ..jobs.removal import folder_size, job_folder, old_results, size_words
+from ..jobs.removal import (folder_size, is_paid_not_imported, job_folder, old_results,
+                            size_words)
 from ..providers import REGISTRY
 from .checks import allowed
 
@@ -45,9 +46,9 @@ def confirmation(job, nbytes: int) -> list[str]:
         lines.append(f"Made with {cls.label}.")
     lines += [f"Deletes its folder in Recon3D's data folder ({size_words(nbytes)}):",
               "its photo copy, the result the service sent, and its record."]
-    if job.state == "ready":
-        lines += ["Its result was never imported and is deleted with it.",
-                  "The service may not give it again."]
+    if is_paid_not_imported(job):
+        lines += ["Its paid result was never imported and is lost with it:",
+                  "it cannot be fetched again after removal."]
     elif job.state == "imported":
         lines.append("The objects it imported stay in your scene.")
     else:
@@ -134,9 +135,9 @@ class RECON3D_OT_clear_old_results(bpy.types.Operator):
     days: IntProperty(name="Older Than (Days)", default=30, min=0, soft_max=365,
                       description="Jobs that finished more than this many days ago")
     include_ready: BoolProperty(name="Also Results Never Imported", default=False,
-                                description="Delete old results that were never imported "
-                                            "too (they were paid for, and the service may no "
-                                            "longer give them again)")
+                                description="Delete old paid results that were never "
+                                            "imported too, also those that could still be "
+                                            "fetched again (they are lost for good)")
 
     def plan(self) -> tuple[list, list]:
         """(the jobs it removes, the old results never imported it keeps)."""

@@ -252,3 +252,40 @@ def test_ownership_a_change_made_while_another_process_holds_the_lock_is_journal
     finally:
         glance.release_all()
         engine.shutdown()
+
+
+def test_ownership_a_job_removed_in_one_blender_stays_gone_when_another_changes_it(
+        recon3d, emulator, fixtures, tmp_path):
+    """Engine A removes a finished job; engine B still holds its copy and imports it (a
+    stale reference): B's change is dropped instead of making the job's folder again (with a
+    lock file and a record pointing at deleted files), so a restart lists nothing."""
+    import importlib
+    from conftest import PKG
+    jobs, runtime = (importlib.import_module(f"{PKG}.{m}") for m in ("jobs", "addon.runtime"))
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    data = str(tmp_path / "data")
+    a = jobs.Engine(data, runtime.settings_for, owner_label="engine A")
+    b = jobs.Engine(data, runtime.settings_for, owner_label="engine B")
+    try:
+        job = a.submit(jobs.Job("segmind_sam3d", {
+            "image_path": fixtures.path("photo.png"), "image_size": [64, 64]}))
+        assert job.wait(30).state == "ready", job.error
+        b.resume()
+        stale = b.get(job.id)
+        assert stale is not None and stale is not job
+        folder = a.job_dir(job)
+        a.remove(job)
+        assert wait_until(lambda: not os.path.exists(folder), 10)
+        b.mark_imported(stale, ["Mesh"])
+        b.save_deferred()
+        assert not os.path.exists(folder)
+        b.check_others()
+        assert b.get(job.id) is None and not os.path.exists(folder)
+        fresh = jobs.Engine(data, runtime.settings_for, owner_label="after a restart")
+        try:
+            assert fresh.resume() == [] and fresh.jobs() == []
+        finally:
+            fresh.shutdown()
+    finally:
+        a.shutdown()
+        b.shutdown()
