@@ -330,12 +330,28 @@ class Engine(SharedFolder):
         self.events.put(job.id)
 
     def save_deferred(self) -> None:
-        """Journal the changes `_save` could not write while another process held the lock."""
+        """Journal the changes `_save` could not write while another process held the lock —
+        unless that process journaled the job later than our change (its newer entry wins:
+        it is taken instead, and ours dropped)."""
         with self._lock:
             pending = [self._jobs[i] for i in self._unsaved if i in self._jobs]
         for job in pending:
             with self._take_lock:       # never while `remove` deletes the job's folder
-                self._save(job)
+                owned = self.ownership.owns(job.id)
+                if not self._claim(job.id):
+                    self._save(job)     # still held (kept for later), or removed (dropped)
+                    continue
+                try:
+                    entry = self.journal.load(job.id)
+                    if entry is not None and job.refresh_from(entry):
+                        with self._lock:
+                            self._unsaved.discard(job.id)
+                        self.events.put(job.id)
+                    else:
+                        self._save(job)
+                finally:
+                    if not owned and job.id not in self._busy:
+                        self.ownership.release(job.id)
 
     def _set(self, job: Job, **changes) -> None:
         job.update(**changes)

@@ -289,3 +289,39 @@ def test_ownership_a_job_removed_in_one_blender_stays_gone_when_another_changes_
     finally:
         a.shutdown()
         b.shutdown()
+
+
+def test_ownership_a_deferred_change_loses_to_the_owners_newer_entry(recon3d, emulator,
+                                                                     fixtures, tmp_path):
+    """A change made while another process held the job's lock is journaled later — but
+    when that process journaled the job after our change, its newer entry wins: it is taken
+    here and ours is dropped, instead of being written over it."""
+    import importlib
+    import time as clock
+    from conftest import PKG
+    jobs, runtime, ownership = (importlib.import_module(f"{PKG}.{m}")
+                                for m in ("jobs", "addon.runtime", "jobs.ownership"))
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    data = str(tmp_path / "data")
+    engine = jobs.Engine(data, runtime.settings_for, owner_label="this Blender")
+    other = ownership.Ownership(data, "the other Blender")
+    try:
+        job = engine.submit(jobs.Job("segmind_sam3d", {
+            "image_path": fixtures.path("photo.png"), "image_size": [64, 64]}))
+        assert job.wait(30).state == "ready", job.error
+        assert wait_until(lambda: not engine.ownership.owns(job.id), 5)
+        assert other.claim(job.id)
+        engine.mark_imported(job, ["Mine"])                      # deferred: locked
+        clock.sleep(0.01)
+        theirs = engine.journal.load(job.id)
+        theirs.update(state="imported", imported_objects=["Theirs"])   # later than ours
+        engine.journal.write(theirs)                             # as its owner
+        other.release(job.id)
+        engine.check_others()
+        entry = engine.journal.load(job.id)
+        assert entry.imported_objects == ["Theirs"]
+        assert job.imported_objects == ["Theirs"]
+        assert not engine.ownership.owns(job.id)
+    finally:
+        other.release_all()
+        engine.shutdown()
