@@ -154,12 +154,15 @@ class Engine(SharedFolder):
         """An import failed: the job stays 'ready' (files intact) so it can be imported again."""
         self._set(job, error=message, error_code="import")
 
-    def remove(self, job: Job, before_delete: Callable[[str], object] | None = None) -> int:
+    def remove(self, job: Job,
+               before_delete: Callable[[str], object] | None = None) -> removal.Deletion:
         """Take a finished job off the list and delete its folder (its journal entry, photo
-        copy and downloaded results); returns the bytes freed. Objects imported from it stay
-        where they are. Refused (Recon3DError) while the job is still queued, sent, generated
-        or downloaded (cancel it first), while another Blender owns it, or when its folder is
-        not inside the data folder. A removed job is not read back from the journal: neither
+        copy and downloaded results). Only the decision and one rename happen here (fast: the
+        Remove button runs it on Blender's main thread); the folder is measured and deleted
+        on a thread — `.wait()` on the returned Deletion gives the bytes freed. Objects
+        imported from it stay where they are. Refused (Recon3DError) while the job is still
+        queued, sent, generated or downloaded (cancel it first), while another Blender owns
+        it, or when its folder is not inside the data folder. A removed job is not read back from the journal: neither
         by `resume()` nor by the watch on the shared folder. `before_delete(folder)` is called
         once the job may go, before anything is deleted."""
         job = self.get(job.id) or job
@@ -178,7 +181,6 @@ class Engine(SharedFolder):
                     job.refresh_from(fresh)
                 if job.state in ACTIVE:
                     raise _still_working(job)
-                freed = removal.folder_size(folder)
                 if before_delete is not None:
                     before_delete(folder)
                 if os.name == "nt":      # a folder with an open file cannot be moved there
@@ -186,14 +188,14 @@ class Engine(SharedFolder):
                 with self._lock:
                     self._removed.add(job.id)
                 try:
-                    removal.delete_folder(folder, self.data_dir)
+                    deletion = removal.delete_folder(folder, self.data_dir)
                 except OSError as exc:
                     with self._lock:
                         self._removed.discard(job.id)
                     raise Recon3DError(
                         f"Recon3D could not delete the files of “{job.label or job.id}” in "
-                        f"{folder} ({exc.strerror or exc}); the job stays listed. Close "
-                        f"programs that use them, then try again.", code="removal") from exc
+                        f"{folder} ({exc.strerror or exc}); the job stays listed. "
+                        f"{removal.rename_refused(exc)}", code="removal") from exc
                 with self._lock:
                     self._jobs.pop(job.id, None)
                     self._stamps.pop(job.id, None)
@@ -201,7 +203,7 @@ class Engine(SharedFolder):
             finally:
                 self.ownership.release(job.id)
         self.events.put(job.id)
-        return freed
+        return deletion
 
     def removal_blocker(self, job: Job) -> Recon3DError | None:
         """Why `remove` would refuse the job now, as the error to show, or None (the one

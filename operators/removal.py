@@ -38,6 +38,14 @@ def measure(jobs) -> None:
             _sizes[job.id] = 0
 
 
+def _size(job) -> int:
+    """The job's size as measured when its dialog opened (before its folder was moved away
+    to be deleted on a thread), else now."""
+    if job.id not in _sizes:
+        measure([job])
+    return _sizes[job.id]
+
+
 def confirmation(job, nbytes: int) -> list[str]:
     """What the Remove dialog says: which job, what is deleted, what stays."""
     cls = REGISTRY.get(job.provider)
@@ -115,13 +123,14 @@ class RECON3D_OT_job_remove(bpy.types.Operator):
     def execute(self, context):
         try:
             job = self._job(context)
-            freed = api.remove(job)
+            nbytes = _size(job)
+            api.start_removal(job)
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         _after_removal(context)
         self.report({"INFO"}, f"Removed “{job.label or job.id}” and its files "
-                              f"({size_words(freed)}).")
+                              f"({size_words(nbytes)}).")
         return {"FINISHED"}
 
 
@@ -179,7 +188,9 @@ class RECON3D_OT_clear_old_results(bpy.types.Operator):
         freed, removed, refused = 0, 0, []
         for job in doomed:
             try:
-                freed += api.remove(job)
+                nbytes = _size(job)
+                api.start_removal(job)
+                freed += nbytes
                 removed += 1
             except api.Recon3DError as exc:       # taken by another Blender meanwhile, …
                 refused.append(str(exc))

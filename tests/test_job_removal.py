@@ -4,9 +4,11 @@ and the placement and size defaults of the preferences, in real headless Blender
 emulator."""
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
+import threading
 import time
 
 import bpy
@@ -78,7 +80,8 @@ def test_remove_a_finished_job_with_its_files(api, eng, fixtures, emulator):
     eng.check_others()
     assert eng.get(job.id) is None
     assert job.id not in {j.id for j in eng.journal.load_all()}
-    assert not os.listdir(os.path.join(eng.data_dir, module("jobs.removal").TRASH))
+    trash = os.path.join(eng.data_dir, module("jobs.removal").TRASH)
+    assert wait_until(lambda: not os.listdir(trash), timeout=10)        # the deleter's work
 
 
 def test_a_result_never_imported_can_be_removed_and_says_so(api, eng, fixtures, emulator):
@@ -165,6 +168,7 @@ def test_a_job_removed_in_one_blender_leaves_the_others_list(recon3d, tmp_path):
     """Two engines on one data folder (two Blenders): a job removed in one leaves the other's
     list on its next look at the folder, and neither reads it back."""
     jobs = module("jobs")
+    removal = module("jobs.removal")
     data = str(tmp_path / "shared")
     os.makedirs(os.path.join(data, "jobs"))
     folder = _journal(jobs, data, "job-a", "imported", payload=1000)
@@ -177,12 +181,22 @@ def test_a_job_removed_in_one_blender_leaves_the_others_list(recon3d, tmp_path):
         b.resume()
         b.check_others()
         assert b.get("job-a") is not None
-        size = module("jobs.removal").folder_size(folder)
+        size = removal.folder_size(folder)
         assert size > 1000                                  # the result and the record
         job = a.get("job-a")
-        freed = a.remove(job)
+        walkers = []
+        real_size = removal.folder_size
+        removal.folder_size = lambda path: walkers.append(
+            threading.current_thread().name) or real_size(path)
+        try:
+            deletion = a.remove(job)
+            assert not os.path.exists(folder)       # moved away at once (one rename) ...
+            freed = deletion.wait(10)               # ... measured and deleted on a thread
+        finally:
+            removal.folder_size = real_size
+        assert walkers == ["recon3d-delete"]
         assert size < freed < size + 1024       # and the owner record of the removal's claim
-        assert not os.path.exists(folder)
+        assert not os.listdir(os.path.join(data, removal.TRASH))
         a.mark_imported(job, ["late"])          # a change from a stale reference: not written
         assert not os.path.exists(folder)
         b.check_others()
@@ -234,6 +248,49 @@ def test_a_failed_listing_of_the_data_folder_forgets_no_job(recon3d, tmp_path):
     finally:
         glance.release_all()
         eng.shutdown()
+
+
+def test_a_folder_that_cannot_be_moved_away_says_why(recon3d, tmp_path, monkeypatch):
+    """The rename into the trash fails: the job stays listed with its files, and the message
+    fits the error (a file in use, no permission, another drive) instead of always "close
+    programs"."""
+    jobs = module("jobs")
+    removal = module("jobs.removal")
+    data = str(tmp_path / "data")
+    os.makedirs(os.path.join(data, "jobs"))
+    folder = _journal(jobs, data, "job-a", "failed")
+    eng = jobs.Engine(data, module("addon.runtime").settings_for, owner_label="A")
+    try:
+        eng.resume()
+        for code, words in ((errno.EACCES, "you may change files"),
+                            (errno.EXDEV, "another drive"), (errno.EBUSY, "Close programs")):
+            def refuse(src, dst, code=code):
+                raise OSError(code, os.strerror(code))
+            monkeypatch.setattr(removal.os, "rename", refuse)
+            with pytest.raises(module("errors").Recon3DError, match=words) as refused:
+                eng.remove(eng.get("job-a"))
+            monkeypatch.undo()
+            assert refused.value.code == "removal"
+            assert "Close programs" not in str(refused.value) or code == errno.EBUSY
+            assert os.path.isdir(folder) and eng.get("job-a") is not None
+    finally:
+        eng.shutdown()
+
+
+def test_the_data_folder_size_follows_no_links(recon3d, tmp_path):
+    """The preferences' data folder size and a job's size are one measure: a link to a
+    large file elsewhere counts as the link, not as the file."""
+    removal = module("jobs.removal")
+    page = module("panels.preferences_page")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "own.bin").write_bytes(b"\0" * 1_000_000)
+    big = tmp_path / "elsewhere.bin"
+    big.write_bytes(b"\0" * 5_000_000)
+    os.symlink(big, data / "link.bin")
+    assert removal.folder_size(str(data)) < 1_001_000
+    assert page._folder_size(str(data)) == removal.size_words(removal.folder_size(str(data)))
+    assert page._folder_size(str(data)) == "1.0 MB"
 
 
 def test_nothing_outside_the_data_folder_is_deleted(recon3d, tmp_path):
