@@ -15,8 +15,8 @@ by the other processes for their job lists; it only means something while the lo
 
 Rules for the engine (each one needed for "one owner, one submit"):
 1. `claim()` a job before its first journal write: a new job before its job.json exists
-   (`create=True`: the only claim that makes the job's folder), a journaled job before
-   anything is done with it.
+   (`create=True`: the only claim that may make the job's folder), a journaled job before
+   anything is done with it (`create=False`).
 2. Never write the journal of a job `owns()` is False for.
 3. After claiming a job that was journaled before, re-read its journal entry: the previous
    owner may have moved it on (even finished it) between our read and our claim.
@@ -185,11 +185,12 @@ class Ownership:
                 os.close(fd)
 
     # -- claiming ----------------------------------------------------------------------------
-    def claim(self, job_id: str, create: bool = False) -> bool:
+    def claim(self, job_id: str, create: bool = True) -> bool:
         """Own the job, without waiting. True when this Ownership owns it afterwards (also when
-        it already did); False when another process (or another Ownership) holds it, or when
-        its folder is gone (removed) — only a new job's claim (`create`, at submit) makes its
-        folder, so a stale reference to a removed job never brings the folder back."""
+        it already did); False when another process (or another Ownership) holds it, or —
+        with `create=False` — when its folder is gone (removed). The engine makes a job's
+        folder only when it submits a new job (`create`), so a stale reference to a removed
+        job never brings the folder back."""
         with self._lock:
             if job_id in self._held:
                 return True
