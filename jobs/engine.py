@@ -162,9 +162,9 @@ class Engine(SharedFolder):
         on a thread — `.wait()` on the returned Deletion gives the bytes freed. Objects
         imported from it stay where they are. Refused (Recon3DError) while the job is still
         queued, sent, generated or downloaded (cancel it first), while another Blender owns
-        it, or when its folder is not inside the data folder. A removed job is not read back from the journal: neither
-        by `resume()` nor by the watch on the shared folder. `before_delete(folder)` is called
-        once the job may go, before anything is deleted."""
+        it, or when its folder is not inside the data folder. A removed job is not read back
+        from the journal: neither by `resume()` nor by the watch on the shared folder.
+        `before_delete(folder)` is called once the job may go, before anything is moved."""
         job = self.get(job.id) or job
         blocker = self.removal_blocker(job)
         if blocker is not None:

@@ -43,7 +43,7 @@ def _size(job) -> int:
     to be deleted on a thread), else now."""
     if job.id not in _sizes:
         measure([job])
-    return _sizes[job.id]
+    return _sizes.pop(job.id)
 
 
 def confirmation(job, nbytes: int) -> list[str]:
