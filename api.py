@@ -126,11 +126,18 @@ def retry(job) -> Job:
 def remove(job) -> int:
     """Take a finished job (imported, ready, failed or canceled) off the list and delete its
     folder in Recon3D's data folder: its record, photo copy and downloaded result — a "ready"
-    result not imported yet is lost. Returns the bytes freed. Objects imported from it stay in
+    result not imported yet is lost. Returns the bytes freed, once deleted (the Remove button
+    does not wait: the folder is deleted on a thread). Objects imported from it stay in
     the scene (an image of this file shown from that folder, the photo behind a matched
     camera, is packed into the file first). Raises Recon3DError while the job is still being
     sent, generated or downloaded (cancel it first) or when another Blender works on it."""
-    return runtime.engine().remove(_job(job), before_delete=importer.camera.pack_images_from)
+    return start_removal(_job(job)).wait()
+
+
+def start_removal(job: Job):
+    """`remove` without waiting for the deletion (the Remove button, on the main thread):
+    the job leaves the list at once; returns the `jobs.removal.Deletion`."""
+    return runtime.engine().remove(job, before_delete=importer.camera.pack_images_from)
 
 
 def _job(job) -> Job:

@@ -107,7 +107,7 @@ class Engine(SharedFolder):
 
     def submit(self, job: Job) -> Job:
         """Own the job, journal it, then queue it. Returns at once."""
-        if not self._claim(job.id):
+        if not self._claim(job.id, create=True):
             raise Recon3DError(f"Recon3D could not start job {job.id}: another Blender already "
                                f"uses its folder. Generate again.", code="internal")
         self._ran.add(job.id)
@@ -160,14 +160,17 @@ class Engine(SharedFolder):
         """An import failed: the job stays 'ready' (files intact) so it can be imported again."""
         self._set(job, error=message, error_code="import")
 
-    def remove(self, job: Job, before_delete: Callable[[str], object] | None = None) -> int:
+    def remove(self, job: Job,
+               before_delete: Callable[[str], object] | None = None) -> removal.Deletion:
         """Take a finished job off the list and delete its folder (its journal entry, photo
-        copy and downloaded results); returns the bytes freed. Objects imported from it stay
-        where they are. Refused (Recon3DError) while the job is still queued, sent, generated
-        or downloaded (cancel it first), while another Blender owns it, or when its folder is
-        not inside the data folder. A removed job is not read back from the journal: neither
-        by `resume()` nor by the watch on the shared folder. `before_delete(folder)` is called
-        once the job may go, before anything is deleted."""
+        copy and downloaded results). Only the decision and one rename happen here (fast: the
+        Remove button runs it on Blender's main thread); the folder is measured and deleted
+        on a thread — `.wait()` on the returned Deletion gives the bytes freed. Objects
+        imported from it stay where they are. Refused (Recon3DError) while the job is still
+        queued, sent, generated or downloaded (cancel it first), while another Blender owns
+        it, or when its folder is not inside the data folder. A removed job is not read back
+        from the journal: neither by `resume()` nor by the watch on the shared folder.
+        `before_delete(folder)` is called once the job may go, before anything is moved."""
         job = self.get(job.id) or job
         blocker = self.removal_blocker(job)
         if blocker is not None:
@@ -184,7 +187,6 @@ class Engine(SharedFolder):
                     job.refresh_from(fresh)
                 if job.state in ACTIVE:
                     raise _still_working(job)
-                freed = removal.folder_size(folder)
                 if before_delete is not None:
                     before_delete(folder)
                 if os.name == "nt":      # a folder with an open file cannot be moved there
@@ -192,14 +194,14 @@ class Engine(SharedFolder):
                 with self._lock:
                     self._removed.add(job.id)
                 try:
-                    removal.delete_folder(folder, self.data_dir)
+                    deletion = removal.delete_folder(folder, self.data_dir)
                 except OSError as exc:
                     with self._lock:
                         self._removed.discard(job.id)
                     raise Recon3DError(
                         f"Recon3D could not delete the files of “{job.label or job.id}” in "
-                        f"{folder} ({exc.strerror or exc}); the job stays listed. Close "
-                        f"programs that use them, then try again.", code="removal") from exc
+                        f"{folder} ({exc.strerror or exc}); the job stays listed. "
+                        f"{removal.rename_refused(exc)}", code="removal") from exc
                 with self._lock:
                     self._jobs.pop(job.id, None)
                     self._stamps.pop(job.id, None)
@@ -207,7 +209,7 @@ class Engine(SharedFolder):
             finally:
                 self.ownership.release(job.id)
         self.events.put(job.id)
-        return freed
+        return deletion
 
     def removal_blocker(self, job: Job) -> Recon3DError | None:
         """Why `remove` would refuse the job now, as the error to show, or None (the one
@@ -241,6 +243,9 @@ class Engine(SharedFolder):
                 if job.id in self._jobs or job.id in self._removed:
                     continue
                 self._jobs[job.id] = job
+                # journaled, not read by the watch yet: it reads it once, and forgets it
+                # once its folder is gone (removed by another Blender)
+                self._stamps.setdefault(job.id, None)
             if self.needs_work(job) and self._take(job):
                 resumed.append(job)
         self._start_watch()
@@ -301,7 +306,8 @@ class Engine(SharedFolder):
         """Journal a change, only ever as the job's owner. A finished job this engine has let
         go of (imported later, say) is owned again for the write, unless another process has
         it: then the change stays in memory and that process's journal wins. A removed job
-        is never journaled again (that would bring its folder back)."""
+        (here or by another Blender: its folder is gone) is never journaled again (that would
+        bring its folder back); only `submit` makes a job's folder."""
         with self._lock:
             if job.id in self._removed:
                 self._unsaved.discard(job.id)
@@ -314,6 +320,12 @@ class Engine(SharedFolder):
             finally:
                 if job.id not in self._busy:
                     self.ownership.release(job.id)
+        elif self.journal.gone(job.id):
+            # Removed (by another Blender): a change from a stale reference is dropped, never
+            # written — writing it would bring the folder back.
+            with self._lock:
+                self._unsaved.discard(job.id)
+            return
         else:
             # Another process holds the job's lock: its owner, or a glance at who owns it
             # (owner_of locks a free job for an instant). The watch writes the change once the
@@ -327,12 +339,28 @@ class Engine(SharedFolder):
         self.events.put(job.id)
 
     def save_deferred(self) -> None:
-        """Journal the changes `_save` could not write while another process held the lock."""
+        """Journal the changes `_save` could not write while another process held the lock —
+        unless that process journaled the job later than our change (its newer entry wins:
+        it is taken instead, and ours dropped)."""
         with self._lock:
             pending = [self._jobs[i] for i in self._unsaved if i in self._jobs]
         for job in pending:
             with self._take_lock:       # never while `remove` deletes the job's folder
-                self._save(job)
+                owned = self.ownership.owns(job.id)
+                if not self._claim(job.id):
+                    self._save(job)     # still held (kept for later), or removed (dropped)
+                    continue
+                try:
+                    entry = self.journal.load(job.id)
+                    if entry is not None and job.refresh_from(entry):
+                        with self._lock:
+                            self._unsaved.discard(job.id)
+                        self.events.put(job.id)
+                    else:
+                        self._save(job)
+                finally:
+                    if not owned and job.id not in self._busy:
+                        self.ownership.release(job.id)
 
     def _set(self, job: Job, **changes) -> None:
         job.update(**changes)

@@ -41,12 +41,21 @@ class Journal:
         with self._lock:
             write_atomically(os.path.join(folder, JOURNAL_NAME), data)
 
-    def ids(self) -> list[str]:
-        """The job folders there are (some may have no entry yet)."""
+    def ids(self) -> list[str] | None:
+        """The job folders there are (some may have no entry yet); None when the folder
+        cannot be listed now (a network share's hiccup): callers skip that round rather
+        than take it for an empty folder."""
         try:
             return sorted(os.listdir(self.jobs_dir))
-        except OSError:
-            return []
+        except OSError as exc:
+            log.warning("Recon3D: the data folder %s cannot be listed (%s)", self.jobs_dir, exc)
+            return None
+
+    def gone(self, job_id: str) -> bool:
+        """True when the job's folder is really gone (removed), not when the data folder
+        itself cannot be reached for a moment."""
+        return os.path.isdir(self.jobs_dir) and \
+            not os.path.lexists(os.path.join(self.jobs_dir, job_id))
 
     def entry_path(self, job_id: str) -> str:
         return os.path.join(self.jobs_dir, job_id, JOURNAL_NAME)
@@ -62,7 +71,7 @@ class Journal:
         """Every journaled job, oldest first. An entry that cannot be read is logged and listed
         as a failed job saying so (never rewritten: it stays for a person to look at)."""
         jobs = []
-        for name in self.ids():
+        for name in self.ids() or []:
             path = self.entry_path(name)
             if not os.path.isfile(path):
                 continue            # a job folder whose job was never journaled

@@ -14,8 +14,9 @@ After byte 0 the file holds one JSON line saying who owns it (pid, host, label, 
 by the other processes for their job lists; it only means something while the lock is held.
 
 Rules for the engine (each one needed for "one owner, one submit"):
-1. `claim()` a job before its first journal write: a new job before its job.json exists, a
-   journaled job before anything is done with it.
+1. `claim()` a job before its first journal write: a new job before its job.json exists
+   (`create=True`: the only claim that may make the job's folder), a journaled job before
+   anything is done with it (`create=False`).
 2. Never write the journal of a job `owns()` is False for.
 3. After claiming a job that was journaled before, re-read its journal entry: the previous
    owner may have moved it on (even finished it) between our read and our claim.
@@ -184,17 +185,28 @@ class Ownership:
                 os.close(fd)
 
     # -- claiming ----------------------------------------------------------------------------
-    def claim(self, job_id: str) -> bool:
+    def claim(self, job_id: str, create: bool = True) -> bool:
         """Own the job, without waiting. True when this Ownership owns it afterwards (also when
-        it already did); False when another process (or another Ownership) holds it."""
+        it already did); False when another process (or another Ownership) holds it, or —
+        with `create=False` — when its folder is gone (removed). The engine makes a job's
+        folder only when it submits a new job (`create`), so a stale reference to a removed
+        job never brings the folder back."""
         with self._lock:
             if job_id in self._held:
                 return True
             _ensure_fd_headroom(len(self._held))
             folder = os.path.join(self.jobs_dir, job_id)
-            os.makedirs(folder, exist_ok=True)
+            if create:
+                os.makedirs(folder, exist_ok=True)
+            elif not os.path.isdir(folder):
+                return False
             path = os.path.join(folder, LOCK_NAME)
-            fd = os.open(path, os.O_RDWR | os.O_CREAT | _BINARY, 0o644)
+            try:
+                fd = os.open(path, os.O_RDWR | os.O_CREAT | _BINARY, 0o644)
+            except FileNotFoundError:
+                if create:
+                    raise
+                return False                      # removed just now
             try:
                 try:
                     _try_lock(fd)

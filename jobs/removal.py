@@ -4,18 +4,21 @@
 The engine decides whether a job may go (`Engine.remove`: not while it is still working, not
 while another Blender owns it); this module finds its folder — only ever a folder directly
 inside the data folder's jobs/ — measures it and deletes it. Deleting first moves the folder
-into `<data dir>/.removed/` (one rename: the job leaves the journal at once and whole, so no
-half-deleted job is ever read back), then deletes it there; what a locked file keeps there is
-deleted on the next removal.
+into `<data dir>/.removed/` (one rename, on the calling thread: the job leaves the journal at
+once and whole, so no half-deleted job is ever read back), then measures and deletes it there
+on a thread of its own; what a locked file keeps there is deleted on the next removal.
 """
 from __future__ import annotations
 
+import errno
 import os
 import shutil
+import threading
 import time
 import uuid
 
 from ..errors import Recon3DError
+from ..providers.billing import paid_not_imported
 from .model import FINISHED
 
 TRASH = ".removed"
@@ -51,16 +54,70 @@ def folder_size(folder: str) -> int:
     return total
 
 
-def delete_folder(folder: str, data_dir: str) -> None:
-    """Move the job folder out of the journal (one rename), then delete it. OSError when the
-    rename fails (nothing changed then); what cannot be deleted afterwards stays in the
-    trash and is tried again next time."""
+class Deletion:
+    """A job folder moved into the trash, being measured and deleted on a thread of its own
+    (a large folder on a network share takes seconds: never on Blender's main thread)."""
+
+    def __init__(self, trashed: str, data_dir: str):
+        self.trashed = trashed
+        self.freed = 0
+        self._done = threading.Event()
+        threading.Thread(target=self._run, args=(data_dir,), name="recon3d-delete",
+                         daemon=True).start()
+
+    def _run(self, data_dir: str) -> None:
+        try:
+            self.freed = folder_size(self.trashed)
+            empty_trash(data_dir)
+        finally:
+            self._done.set()
+
+    def wait(self, timeout: float | None = None) -> int:
+        """The bytes freed, once deleted (what a locked file keeps stays in the trash)."""
+        self._done.wait(timeout)
+        return self.freed
+
+
+_emptying = threading.Lock()
+
+
+def empty_trash(data_dir: str) -> None:
+    """Delete what the trash holds; what cannot be deleted now is tried again next time."""
+    trash = os.path.join(data_dir, TRASH)
+    with _emptying:
+        try:
+            names = os.listdir(trash)
+        except OSError:
+            return
+        for name in names:
+            shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+
+
+def delete_folder(folder: str, data_dir: str) -> Deletion:
+    """Move the job folder out of the journal (one rename, at once), then measure and delete
+    it on a thread (`Deletion`). OSError when the rename fails (nothing changed then)."""
     trash = os.path.join(data_dir, TRASH)
     os.makedirs(trash, exist_ok=True)
+    trashed = os.path.join(trash, f"{os.path.basename(folder)}-{uuid.uuid4().hex[:8]}")
     if os.path.isdir(folder):
-        os.rename(folder, os.path.join(trash, f"{os.path.basename(folder)}-{uuid.uuid4().hex[:8]}"))
-    for name in os.listdir(trash):
-        shutil.rmtree(os.path.join(trash, name), ignore_errors=True)
+        os.rename(folder, trashed)
+    return Deletion(trashed, data_dir)
+
+
+def rename_refused(exc: OSError) -> str:
+    """What to do when moving a job's folder into the trash failed, by the error's kind."""
+    if exc.errno in (errno.EBUSY, errno.ETXTBSY) or getattr(exc, "winerror", None) in (32, 33):
+        return "Close programs that use them, then try again."
+    if os.name == "nt" and exc.errno == errno.EACCES:      # a file open elsewhere, or rights
+        return ("Close programs that use them and check that you may change files in "
+                "Recon3D's data folder, then try again.")
+    if exc.errno in (errno.EACCES, errno.EPERM, errno.EROFS):
+        return ("Check that you may change files in Recon3D's data folder (it is not "
+                "read-only), then try again.")
+    if exc.errno == errno.EXDEV:
+        return ("Its folder is on another drive than the data folder (a link or a mount "
+                "inside it): delete the job's folder by hand.")
+    return "Check the data folder's drive (it may be offline or full), then try again."
 
 
 def finished_age(job, now: float | None = None) -> float:
@@ -72,14 +129,20 @@ def finished_age(job, now: float | None = None) -> float:
 def old_results(jobs, days: float, *, include_ready: bool = False,
                 now: float | None = None) -> tuple[list, list]:
     """What "Clear Old Results" removes, and the old results it keeps: imported, failed and
-    canceled jobs that finished more than `days` days ago are removed; results never imported
-    ("ready") only when asked, since they were paid for and the service may no longer give
-    them again — otherwise they are returned as kept, so the dialog can say so."""
+    canceled jobs that finished more than `days` days ago are removed; paid results never
+    imported (`billing.paid_not_imported`: "ready", a failed fetch the service can still
+    answer, a submit that may have been billed) only when asked, since removing them gives
+    them up for good — otherwise they are returned as kept, so the dialog can say so."""
     old = [job for job in jobs if job.state in FINISHED and finished_age(job, now) > days * DAY]
     if include_ready:
         return old, []
-    return ([job for job in old if job.state != "ready"],
-            [job for job in old if job.state == "ready"])
+    paid = [job for job in old if is_paid_not_imported(job)]
+    return [job for job in old if job not in paid], paid
+
+
+def is_paid_not_imported(job) -> bool:
+    """`billing.paid_not_imported` for a job."""
+    return paid_not_imported(job.state, job.remote_id, job.error_code)
 
 
 def size_words(nbytes: int) -> str:
@@ -87,5 +150,6 @@ def size_words(nbytes: int) -> str:
     return f"{nbytes / 1e6:.1f} MB"
 
 
-__all__ = ["DAY", "TRASH", "delete_folder", "finished_age", "folder_size", "job_folder",
-           "old_results", "size_words"]
+__all__ = ["DAY", "TRASH", "Deletion", "delete_folder", "empty_trash", "finished_age",
+           "folder_size", "rename_refused",
+           "is_paid_not_imported", "job_folder", "old_results", "size_words"]

@@ -26,6 +26,8 @@ class SharedFolder:
         entry and a claim attempt (~20 µs) per unfinished job of another process."""
         self.save_deferred()
         listed = self.journal.ids()
+        if listed is None:          # the folder could not be listed (a network hiccup):
+            return                  # nothing is concluded from it; tried again next time
         for job_id in listed:
             if self.stopping.is_set():
                 return
@@ -57,12 +59,16 @@ class SharedFolder:
 
     def _forget_removed(self, listed: set) -> None:
         """Jobs whose journal entry was seen here and whose folder is gone now were removed
-        by another Blender (`Engine.remove`): they leave this list too."""
+        by another Blender (`Engine.remove`): they leave this list too. A job missing from
+        the listing whose folder is still there (a listing cut short) stays."""
         for job_id in [i for i in list(self._stamps) if i not in listed]:
+            if not self.journal.gone(job_id):
+                continue
             with self._lock:
                 if job_id in self._busy or self.ownership.owns(job_id):
                     continue
                 self._stamps.pop(job_id, None)
+                self._unsaved.discard(job_id)
                 gone = self._jobs.pop(job_id, None)
             if gone is not None:
                 self.events.put(job_id)
@@ -99,9 +105,10 @@ class SharedFolder:
             self.events.put(job.id)
             return True
 
-    def _claim(self, job_id: str) -> bool:
+    def _claim(self, job_id: str, create: bool = False) -> bool:
+        """`Ownership.claim`; only a new job's claim (`create`) makes its folder."""
         try:
-            claimed = self.ownership.claim(job_id)
+            claimed = self.ownership.claim(job_id, create)
             if self.ownership.unsupported and not self._warned_unsupported:
                 self._warned_unsupported = True
                 log.warning("Recon3D: %s", self.ownership.unsupported)

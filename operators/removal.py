@@ -11,7 +11,8 @@ from bpy.props import BoolProperty, IntProperty, StringProperty
 from .. import api
 from ..addon import form, runtime
 from ..jobs import FINISHED
-from ..jobs.removal import folder_size, job_folder, old_results, size_words
+from ..jobs.removal import (folder_size, is_paid_not_imported, job_folder, old_results,
+                            size_words)
 from ..providers import REGISTRY
 from .checks import allowed
 
@@ -37,6 +38,14 @@ def measure(jobs) -> None:
             _sizes[job.id] = 0
 
 
+def _size(job) -> int:
+    """The job's size as measured when its dialog opened (before its folder was moved away
+    to be deleted on a thread), else now."""
+    if job.id not in _sizes:
+        measure([job])
+    return _sizes.pop(job.id)
+
+
 def confirmation(job, nbytes: int) -> list[str]:
     """What the Remove dialog says: which job, what is deleted, what stays."""
     cls = REGISTRY.get(job.provider)
@@ -45,9 +54,9 @@ def confirmation(job, nbytes: int) -> list[str]:
         lines.append(f"Made with {cls.label}.")
     lines += [f"Deletes its folder in Recon3D's data folder ({size_words(nbytes)}):",
               "its photo copy, the result the service sent, and its record."]
-    if job.state == "ready":
-        lines += ["Its result was never imported and is deleted with it.",
-                  "The service may not give it again."]
+    if is_paid_not_imported(job):
+        lines += ["Its paid result was never imported and is lost with it:",
+                  "it cannot be fetched again after removal."]
     elif job.state == "imported":
         lines.append("The objects it imported stay in your scene.")
     else:
@@ -114,13 +123,14 @@ class RECON3D_OT_job_remove(bpy.types.Operator):
     def execute(self, context):
         try:
             job = self._job(context)
-            freed = api.remove(job)
+            nbytes = _size(job)
+            api.start_removal(job)
         except api.Recon3DError as exc:
             self.report({"ERROR"}, str(exc))
             return {"CANCELLED"}
         _after_removal(context)
         self.report({"INFO"}, f"Removed “{job.label or job.id}” and its files "
-                              f"({size_words(freed)}).")
+                              f"({size_words(nbytes)}).")
         return {"FINISHED"}
 
 
@@ -134,9 +144,9 @@ class RECON3D_OT_clear_old_results(bpy.types.Operator):
     days: IntProperty(name="Older Than (Days)", default=30, min=0, soft_max=365,
                       description="Jobs that finished more than this many days ago")
     include_ready: BoolProperty(name="Also Results Never Imported", default=False,
-                                description="Delete old results that were never imported "
-                                            "too (they were paid for, and the service may no "
-                                            "longer give them again)")
+                                description="Delete old paid results that were never "
+                                            "imported too, also those that could still be "
+                                            "fetched again (they are lost for good)")
 
     def plan(self) -> tuple[list, list]:
         """(the jobs it removes, the old results never imported it keeps)."""
@@ -178,7 +188,9 @@ class RECON3D_OT_clear_old_results(bpy.types.Operator):
         freed, removed, refused = 0, 0, []
         for job in doomed:
             try:
-                freed += api.remove(job)
+                nbytes = _size(job)
+                api.start_removal(job)
+                freed += nbytes
                 removed += 1
             except api.Recon3DError as exc:       # taken by another Blender meanwhile, …
                 refused.append(str(exc))

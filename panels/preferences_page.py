@@ -3,10 +3,9 @@
 and where each comes from, its endpoint and Test Connection; then the shared settings."""
 from __future__ import annotations
 
-import os
 
 from ..addon import preferences, runtime
-from ..jobs.removal import size_words
+from ..jobs.removal import folder_size, size_words
 from ..operators import checks, connection
 from ..providers.network import settings_problem
 from . import common
@@ -65,17 +64,11 @@ _sizes: dict[str, tuple[float, str]] = {}
 
 
 def _folder_size(folder: str) -> str:
-    """The data folder's size, measured at most every 10 s (draw runs often)."""
+    """The data folder's size (links not followed: `jobs.removal.folder_size`), measured at
+    most every 10 s (draw runs often)."""
     seen = _sizes.get(folder)
     if seen is not None and common.now() - seen[0] < 10:
         return seen[1]
-    total = 0
-    for root, _, files in os.walk(folder):
-        for name in files:
-            try:
-                total += os.path.getsize(os.path.join(root, name))
-            except OSError:
-                pass
-    text = size_words(total)
+    text = size_words(folder_size(folder))
     _sizes[folder] = (common.now(), text)
     return text

@@ -76,3 +76,12 @@ def resume_step(state: str, submit_sent: bool, remote_id: str | None,
 def can_refetch(state: str, remote_id: str | None, error_code: str | None) -> bool:
     """Rule 6: a failed job whose result may still be fetched without a new submit."""
     return state == "failed" and bool(remote_id) and code_info(error_code).refetch
+
+
+def paid_not_imported(state: str, remote_id: str | None, error_code: str | None) -> bool:
+    """A job that was (or may have been) paid for and whose result was never imported: a
+    "ready" result, a failed job whose result can still be fetched (`can_refetch`), or a
+    submit that may have been accepted and billed (`ambiguous_submit`, `interrupted_submit`).
+    Removing it gives that result up for good, so it is removed only when the artist says so."""
+    return state == "ready" or can_refetch(state, remote_id, error_code) or \
+        (state == "failed" and code_info(error_code).billed)

@@ -4,9 +4,11 @@ and the placement and size defaults of the preferences, in real headless Blender
 emulator."""
 from __future__ import annotations
 
+import errno
 import importlib
 import json
 import os
+import threading
 import time
 
 import bpy
@@ -56,7 +58,8 @@ def test_remove_a_finished_job_with_its_files(api, eng, fixtures, emulator):
     assert os.path.isfile(job.files[0]) and job.files[0].startswith(folder)
     camera = next(o for o in bpy.data.objects if o.type == "CAMERA")     # the scene was empty
     photo = camera.data.background_images[0].image
-    assert photo.packed_file is None and photo.filepath.startswith(folder)
+    # The photo is packed at once, so files saved before the removal keep it too.
+    assert photo.packed_file is not None and photo.filepath.startswith(folder)
     # What the confirmation says: which job and model, what is deleted, what stays.
     words = "\n".join(removal_ops.confirmation(job, size))
     assert "Remove “chair” from the list?" in words and "Made with SAM 3D Objects" in words
@@ -77,14 +80,16 @@ def test_remove_a_finished_job_with_its_files(api, eng, fixtures, emulator):
     eng.check_others()
     assert eng.get(job.id) is None
     assert job.id not in {j.id for j in eng.journal.load_all()}
-    assert not os.listdir(os.path.join(eng.data_dir, module("jobs.removal").TRASH))
+    trash = os.path.join(eng.data_dir, module("jobs.removal").TRASH)
+    assert wait_until(lambda: not os.listdir(trash), timeout=10)        # the deleter's work
 
 
 def test_a_result_never_imported_can_be_removed_and_says_so(api, eng, fixtures, emulator):
     removal_ops = module("operators.removal")
     job = finished_job(api, fixtures, emulator)
     words = " ".join(removal_ops.confirmation(job, 2_500_000))
-    assert "never imported and is deleted with it" in words and "(2.5 MB)" in words
+    assert "paid result was never imported and is lost with it" in words
+    assert "cannot be fetched again after removal" in words and "(2.5 MB)" in words
     folder = eng.job_dir(job)
     select(eng, job)
     assert bpy.ops.recon3d.job_remove() == {"FINISHED"}          # the selected job
@@ -141,9 +146,9 @@ def test_another_blenders_job_cannot_be_removed(api, eng, fixtures, emulator):
     assert not os.path.exists(folder)
 
 
-def _journal(engine_module, data_dir, job_id, state, *, age_days=0.0, payload=0):
+def _journal(engine_module, data_dir, job_id, state, *, age_days=0.0, payload=0, **fields):
     """A finished job as the journal holds it, finished `age_days` ago, with a result file
-    of `payload` bytes."""
+    of `payload` bytes (and the other `fields` given)."""
     Job = engine_module.Job
     job = Job("segmind_sam3d", {}, job_id=job_id, label=job_id)
     folder = os.path.join(data_dir, "jobs", job_id)
@@ -151,7 +156,7 @@ def _journal(engine_module, data_dir, job_id, state, *, age_days=0.0, payload=0)
     result = os.path.join(folder, "result-0.glb")
     with open(result, "wb") as fh:
         fh.write(b"\0" * payload)
-    job.update(state=state, files=[result])
+    job.update(state=state, files=[result], **fields)
     job.finished_at = job.updated_at = time.time() - age_days * DAY
     job.created_at = job.finished_at - 60
     with open(os.path.join(folder, "job.json"), "w", encoding="utf-8") as fh:
@@ -163,6 +168,7 @@ def test_a_job_removed_in_one_blender_leaves_the_others_list(recon3d, tmp_path):
     """Two engines on one data folder (two Blenders): a job removed in one leaves the other's
     list on its next look at the folder, and neither reads it back."""
     jobs = module("jobs")
+    removal = module("jobs.removal")
     data = str(tmp_path / "shared")
     os.makedirs(os.path.join(data, "jobs"))
     folder = _journal(jobs, data, "job-a", "imported", payload=1000)
@@ -175,12 +181,22 @@ def test_a_job_removed_in_one_blender_leaves_the_others_list(recon3d, tmp_path):
         b.resume()
         b.check_others()
         assert b.get("job-a") is not None
-        size = module("jobs.removal").folder_size(folder)
+        size = removal.folder_size(folder)
         assert size > 1000                                  # the result and the record
         job = a.get("job-a")
-        freed = a.remove(job)
+        walkers = []
+        real_size = removal.folder_size
+        removal.folder_size = lambda path: walkers.append(
+            threading.current_thread().name) or real_size(path)
+        try:
+            deletion = a.remove(job)
+            assert not os.path.exists(folder)       # moved away at once (one rename) ...
+            freed = deletion.wait(10)               # ... measured and deleted on a thread
+        finally:
+            removal.folder_size = real_size
+        assert walkers == ["recon3d-delete"]
         assert size < freed < size + 1024       # and the owner record of the removal's claim
-        assert not os.path.exists(folder)
+        assert not os.listdir(os.path.join(data, removal.TRASH))
         a.mark_imported(job, ["late"])          # a change from a stale reference: not written
         assert not os.path.exists(folder)
         b.check_others()
@@ -191,6 +207,90 @@ def test_a_job_removed_in_one_blender_leaves_the_others_list(recon3d, tmp_path):
     finally:
         a.shutdown()
         b.shutdown()
+
+
+def test_a_failed_listing_of_the_data_folder_forgets_no_job(recon3d, tmp_path):
+    """The data folder cannot be listed for a moment (a network share's hiccup), or a
+    listing misses folders that are there: the jobs stay listed, and a change waiting for a
+    lock held elsewhere is still journaled afterwards."""
+    jobs = module("jobs")
+    ownership = module("jobs.ownership")
+    data = str(tmp_path / "shared")
+    os.makedirs(os.path.join(data, "jobs"))
+    _journal(jobs, data, "job-a", "ready")
+    _journal(jobs, data, "job-b", "failed")
+    eng = jobs.Engine(data, module("addon.runtime").settings_for, owner_label="A")
+    glance = ownership.Ownership(data, "another Blender")
+    try:
+        eng.resume()
+        eng.check_others()
+        assert {j.id for j in eng.jobs()} == {"job-a", "job-b"}
+        assert glance.claim("job-a")
+        eng.mark_imported(eng.get("job-a"), ["Mesh"])          # waits for the lock
+        away = os.path.join(data, "jobs-away")
+        os.rename(os.path.join(data, "jobs"), away)
+        try:
+            assert eng.journal.ids() is None
+            eng.check_others()
+        finally:
+            os.rename(away, os.path.join(data, "jobs"))
+        assert {j.id for j in eng.jobs()} == {"job-a", "job-b"}
+        real_ids = eng.journal.ids
+        eng.journal.ids = lambda: []                           # a listing cut short
+        try:
+            eng.check_others()
+        finally:
+            eng.journal.ids = real_ids
+        assert {j.id for j in eng.jobs()} == {"job-a", "job-b"}
+        glance.release("job-a")
+        eng.check_others()
+        assert eng.journal.load("job-a").state == "imported"
+    finally:
+        glance.release_all()
+        eng.shutdown()
+
+
+def test_a_folder_that_cannot_be_moved_away_says_why(recon3d, tmp_path, monkeypatch):
+    """The rename into the trash fails: the job stays listed with its files, and the message
+    fits the error (a file in use, no permission, another drive) instead of always "close
+    programs"."""
+    jobs = module("jobs")
+    removal = module("jobs.removal")
+    data = str(tmp_path / "data")
+    os.makedirs(os.path.join(data, "jobs"))
+    folder = _journal(jobs, data, "job-a", "failed")
+    eng = jobs.Engine(data, module("addon.runtime").settings_for, owner_label="A")
+    try:
+        eng.resume()
+        for code, words in ((errno.EACCES, "you may change files"),
+                            (errno.EXDEV, "another drive"), (errno.EBUSY, "Close programs")):
+            def refuse(src, dst, code=code):
+                raise OSError(code, os.strerror(code))
+            monkeypatch.setattr(removal.os, "rename", refuse)
+            with pytest.raises(module("errors").Recon3DError, match=words) as refused:
+                eng.remove(eng.get("job-a"))
+            monkeypatch.undo()
+            assert refused.value.code == "removal"
+            assert "Close programs" not in str(refused.value) or code == errno.EBUSY
+            assert os.path.isdir(folder) and eng.get("job-a") is not None
+    finally:
+        eng.shutdown()
+
+
+def test_the_data_folder_size_follows_no_links(recon3d, tmp_path):
+    """The preferences' data folder size and a job's size are one measure: a link to a
+    large file elsewhere counts as the link, not as the file."""
+    removal = module("jobs.removal")
+    page = module("panels.preferences_page")
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "own.bin").write_bytes(b"\0" * 1_000_000)
+    big = tmp_path / "elsewhere.bin"
+    big.write_bytes(b"\0" * 5_000_000)
+    os.symlink(big, data / "link.bin")
+    assert removal.folder_size(str(data)) < 1_001_000
+    assert page._folder_size(str(data)) == removal.size_words(removal.folder_size(str(data)))
+    assert page._folder_size(str(data)) == "1.0 MB"
 
 
 def test_nothing_outside_the_data_folder_is_deleted(recon3d, tmp_path):
@@ -269,6 +369,43 @@ def test_clear_old_results(api, eng, capfd):
     # What the dialog counts is what it removes.
     old, kept = removal.old_results(eng.jobs(), 3, include_ready=False)
     assert {j.id for j in old} == {f"{tag}-recent", f"{tag}-others"} and kept == []
+
+
+def test_a_paid_result_that_can_still_be_fetched_is_kept_unless_asked(api, eng, capfd):
+    """A failed download (the result is still at the service: Retry fetches it) and an
+    ambiguous submit (it may have been billed) are paid results never imported, like a
+    "ready" one: Clear Old Results keeps them unless asked, and the Remove dialog says the
+    result is lost for good. A failed job the service has nothing for goes."""
+    jobs = module("jobs")
+    removal = module("jobs.removal")
+    removal_ops = module("operators.removal")
+    tag = f"paid-{time.time_ns()}"
+    folders = {
+        "download": _journal(jobs, eng.data_dir, f"{tag}-download", "failed", age_days=40,
+                             remote_id="rq-1", error_code="download", error="CDN down"),
+        "ambiguous": _journal(jobs, eng.data_dir, f"{tag}-ambiguous", "failed", age_days=40,
+                              error_code="ambiguous_submit", error="no answer"),
+        "refused": _journal(jobs, eng.data_dir, f"{tag}-refused", "failed", age_days=40,
+                            remote_id="rq-2", error_code="failed", error="not a photo")}
+    eng.resume()
+    fetchable = eng.get(f"{tag}-download")
+    assert eng.can_retry(fetchable)
+    words = " ".join(removal_ops.confirmation(fetchable, 1000))
+    assert "paid result was never imported and is lost with it" in words
+    assert "cannot be fetched again after removal" in words
+    assert "Nothing was imported" not in words
+    words = " ".join(removal_ops.confirmation(eng.get(f"{tag}-refused"), 1000))
+    assert "Nothing was imported from it." in words and "paid result" not in words
+    doomed, kept = removal.old_results(eng.jobs(), 30)
+    assert {j.id for j in kept} >= {f"{tag}-download", f"{tag}-ambiguous"}
+    assert f"{tag}-refused" in {j.id for j in doomed}
+    capfd.readouterr()
+    assert bpy.ops.recon3d.clear_old_results(days=30) == {"FINISHED"}
+    assert os.path.isdir(folders["download"]) and os.path.isdir(folders["ambiguous"])
+    assert wait_until(lambda: not os.path.exists(folders["refused"]), timeout=10)
+    assert bpy.ops.recon3d.clear_old_results(days=30, include_ready=True) == {"FINISHED"}
+    assert wait_until(lambda: not any(os.path.exists(f) for f in folders.values()), 10)
+    assert eng.get(f"{tag}-download") is None and eng.get(f"{tag}-ambiguous") is None
 
 
 def _bounds(objects):

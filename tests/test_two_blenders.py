@@ -252,3 +252,76 @@ def test_ownership_a_change_made_while_another_process_holds_the_lock_is_journal
     finally:
         glance.release_all()
         engine.shutdown()
+
+
+def test_ownership_a_job_removed_in_one_blender_stays_gone_when_another_changes_it(
+        recon3d, emulator, fixtures, tmp_path):
+    """Engine A removes a finished job; engine B still holds its copy and imports it (a
+    stale reference): B's change is dropped instead of making the job's folder again (with a
+    lock file and a record pointing at deleted files), so a restart lists nothing."""
+    import importlib
+    from conftest import PKG
+    jobs, runtime = (importlib.import_module(f"{PKG}.{m}") for m in ("jobs", "addon.runtime"))
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    data = str(tmp_path / "data")
+    a = jobs.Engine(data, runtime.settings_for, owner_label="engine A")
+    b = jobs.Engine(data, runtime.settings_for, owner_label="engine B")
+    try:
+        job = a.submit(jobs.Job("segmind_sam3d", {
+            "image_path": fixtures.path("photo.png"), "image_size": [64, 64]}))
+        assert job.wait(30).state == "ready", job.error
+        b.resume()
+        stale = b.get(job.id)
+        assert stale is not None and stale is not job
+        folder = a.job_dir(job)
+        a.remove(job)
+        assert wait_until(lambda: not os.path.exists(folder), 10)
+        b.mark_imported(stale, ["Mesh"])
+        b.save_deferred()
+        assert not os.path.exists(folder)
+        b.check_others()
+        assert b.get(job.id) is None and not os.path.exists(folder)
+        fresh = jobs.Engine(data, runtime.settings_for, owner_label="after a restart")
+        try:
+            assert fresh.resume() == [] and fresh.jobs() == []
+        finally:
+            fresh.shutdown()
+    finally:
+        a.shutdown()
+        b.shutdown()
+
+
+def test_ownership_a_deferred_change_loses_to_the_owners_newer_entry(recon3d, emulator,
+                                                                     fixtures, tmp_path):
+    """A change made while another process held the job's lock is journaled later — but
+    when that process journaled the job after our change, its newer entry wins: it is taken
+    here and ours is dropped, instead of being written over it."""
+    import importlib
+    import time as clock
+    from conftest import PKG
+    jobs, runtime, ownership = (importlib.import_module(f"{PKG}.{m}")
+                                for m in ("jobs", "addon.runtime", "jobs.ownership"))
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
+    data = str(tmp_path / "data")
+    engine = jobs.Engine(data, runtime.settings_for, owner_label="this Blender")
+    other = ownership.Ownership(data, "the other Blender")
+    try:
+        job = engine.submit(jobs.Job("segmind_sam3d", {
+            "image_path": fixtures.path("photo.png"), "image_size": [64, 64]}))
+        assert job.wait(30).state == "ready", job.error
+        assert wait_until(lambda: not engine.ownership.owns(job.id), 5)
+        assert other.claim(job.id)
+        engine.mark_imported(job, ["Mine"])                      # deferred: locked
+        clock.sleep(0.01)
+        theirs = engine.journal.load(job.id)
+        theirs.update(state="imported", imported_objects=["Theirs"])   # later than ours
+        engine.journal.write(theirs)                             # as its owner
+        other.release(job.id)
+        engine.check_others()
+        entry = engine.journal.load(job.id)
+        assert entry.imported_objects == ["Theirs"]
+        assert job.imported_objects == ["Theirs"]
+        assert not engine.ownership.owns(job.id)
+    finally:
+        other.release_all()
+        engine.shutdown()

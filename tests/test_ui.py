@@ -743,8 +743,9 @@ def test_removal_dialogs(ui):
                         f"{'included' if include_ready else 'kept'}\n{text}")
     text = "\n\n".join(sections)
     compare("removal_dialogs", text)
-    assert "Deletes 3 finished jobs older than 30 days, freeing 7.2 MB." in text
-    assert "1 old result never imported is kept" in text
+    # the failed job's result can still be fetched (Retry): a paid result kept like "ready"
+    assert "Deletes 2 finished jobs older than 30 days, freeing 4.8 MB." in text
+    assert "2 old results never imported are kept" in text
     assert "Deletes 4 finished jobs older than 30 days, freeing 9.6 MB." in text
     assert "No finished job is older than 60 days" in text
 

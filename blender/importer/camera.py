@@ -10,8 +10,12 @@ import bpy
 
 def match_photo_camera(photo_path: str, name: str, collection, scene) -> bpy.types.Object:
     """A camera at the origin looking along +Y, the photo as its background and the scene's
-    output shaped like the photo, so results placed 'original' line up with the photo."""
+    output shaped like the photo, so results placed 'original' line up with the photo. The
+    photo is packed into the file (it is small): the job's folder it comes from may be
+    removed later, and a file saved meanwhile must still show it."""
     image = bpy.data.images.load(photo_path, check_existing=True)
+    if image.packed_file is None:
+        image.pack()
     width, height = image.size
     data = bpy.data.cameras.new(f"{name} Camera")
     data.sensor_fit = "AUTO"
