@@ -40,6 +40,9 @@ from .retry import TRANSIENT_STATUSES, RetryPolicy, server_retry_hint
 
 USER_AGENT = "Recon3D-Blender/0.1"
 MAX_REDIRECTS = 5
+#: the longest a service's Retry-After pauses all requests to it (a bogus day-long hint must
+#: not freeze every job)
+MAX_SERVICE_PAUSE = 15 * 60.0
 
 
 class StopSignal(Protocol):
@@ -211,6 +214,13 @@ class HttpClient:
                 if resp.status_code == 407:       # the proxy refused to carry it
                     resp.close()
                     raise proxy_failed(service, self.config.network)
+                hint = server_retry_hint(resp)
+                if resp.status_code == 429 and self.on_backoff is not None:
+                    # The service's own pause holds for every request to it (the budget),
+                    # however long: a retry's wait is capped, the service's pause is not —
+                    # and it holds even when this request gives up now.
+                    self.on_backoff(min(hint, MAX_SERVICE_PAUSE) if hint is not None
+                                    else policy.delay(attempt, None))
                 retryable = self.not_accepted(resp) if billing else \
                     resp.status_code in TRANSIENT_STATUSES
                 if not retryable or attempt >= policy.attempts:
@@ -222,9 +232,6 @@ class HttpClient:
                         raise error
                     finally:
                         resp.close()
-                hint = server_retry_hint(resp)
-                if resp.status_code == 429 and self.on_backoff is not None:
-                    self.on_backoff(policy.delay(attempt, hint))
                 resp.close()
             self._wait(policy.delay(attempt, hint))
 

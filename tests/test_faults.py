@@ -352,3 +352,23 @@ def test_cdn_outage_longer_than_the_retries_leaves_a_retryable_job(api, recon3d,
     assert job.wait(60).state == "ready", job.error
     assert len(api.import_job(job)) == 1
     assert len(emulator.segmind.submits) == 1
+
+
+def test_a_long_retry_after_pauses_the_service_for_as_long_even_on_the_last_try(recon3d,
+                                                                                emulator):
+    """Retry-After: 120 pauses every request to the service for 120 s (one retry's own wait
+    is capped at 30 s, the service's pause is not), also when the last try gives up."""
+    import importlib
+    from conftest import PKG
+    providers, runtime, errors = (importlib.import_module(f"{PKG}.{m}")
+                                  for m in ("providers", "addon.runtime", "errors"))
+    paused, slept = [], []
+    provider = providers.make_provider("segmind_sam3d", runtime.settings_for("segmind_sam3d"),
+                                       on_backoff=paused.append, sleep=slept.append)
+    emulator.fault("/status", Reply(429, {"error": "slow down"},
+                                    headers={"Retry-After": "120"}), times=99)
+    with pytest.raises(errors.Recon3DError) as caught:
+        provider.http.request("GET", "/v2/requests/abc/status")
+    assert caught.value.code == "rate_limited"
+    assert paused == [120.0] * len(emulator.requests(contains="/status")) and len(paused) >= 2
+    assert slept and all(s <= 30.0 for s in slept)
