@@ -4,8 +4,10 @@
 A finished job's true finish lies between its last "still running" poll and its "done" poll
 (seconds since the service accepted it). Windows are kept per model: the provider id (fal
 serves several models, each its own provider id) plus the options that change the work (a
-textured result, more faces …: every option sent to the service that differs from its
-default). A model run with options not seen often enough is judged by all of its provider's
+textured result, more faces …: every declared number or switch sent to the service that
+differs from its default; options the provider does not declare — sent as typed, perhaps a
+token — never go into a key). At most MAX_KEYS models are kept, the least recently learned
+dropped first. A model run with options not seen often enough is judged by all of its provider's
 windows together.
 
 From the latest windows (narrow ones — width ≤ 0.3 s or 10 % of the duration — when there are
@@ -20,6 +22,7 @@ the key was only the provider id read as that provider's jobs with default optio
 from __future__ import annotations
 
 import json
+import math
 import os
 import statistics
 import threading
@@ -33,6 +36,8 @@ MIN_SAMPLES = 3      # before this many, nothing is expected
 NARROW = (0.3, 0.1)  # a window this wide (s, or share of its end) or less is narrow
 SPREAD_Z = 2.0       # the spread reaches this many (robust) standard deviations each side...
 MIN_SPREAD = 0.04    # ...and at least this share of the median, each side
+MAX_KEYS = 200       # models kept; the least recently learned go first
+KEY_KINDS = (bool, int, float)   # option kinds that go into a key
 
 
 @dataclass(frozen=True)
@@ -45,17 +50,46 @@ class Expected:
 
 
 def duration_key(provider_id: str, options: dict | None = None, specs=()) -> str:
-    """The model a job runs: its provider id, plus the options it sends that differ from
-    their defaults (`specs`: the provider's OptionSpecs; options marked `sent=False` are
-    Recon3D's own and change nothing at the service)."""
+    """The model a job runs: its provider id, plus its declared options (`specs`: the
+    provider's OptionSpecs) of kind bool, int or float whose value differs from the default.
+    Options marked `sent=False` are Recon3D's own and change nothing at the service; options
+    the provider does not declare are the artist's own text, never kept."""
     declared = {spec.name: spec for spec in specs}
     changed = []
     for name, value in sorted((options or {}).items()):
         spec = declared.get(name)
-        if spec is not None and (not getattr(spec, "sent", True) or value == spec.default):
+        if (spec is None or spec.kind not in KEY_KINDS or not getattr(spec, "sent", True)
+                or not isinstance(value, KEY_KINDS) or value == spec.default):
             continue
-        changed.append(f"{name}={json.dumps(value, sort_keys=True)}")
+        changed.append(f"{name}={json.dumps(value)}")
     return provider_id + ("?" + "&".join(changed) if changed else "")
+
+
+def valid_window(low, high) -> bool:
+    """A window a job can have finished in: finite seconds, 0 <= low <= high."""
+    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
+                for v in (low, high)) and 0 <= low <= high)
+
+
+def _read(path: str) -> dict[str, list[list[float]]]:
+    """The windows kept in `path`; whatever in it is not a valid window is left out, and an
+    unreadable file reads as nothing learned (only a hint: never worth failing over)."""
+    try:
+        with open(path, encoding="utf-8") as fh:
+            loaded = json.load(fh)
+    except (OSError, ValueError, RecursionError):
+        return {}
+    if not isinstance(loaded, dict):
+        return {}
+    windows = {}
+    for key, value in loaded.items():
+        if not isinstance(value, list):
+            continue
+        kept = [[float(w[0]), float(w[1])] for w in value
+                if isinstance(w, list) and len(w) == 2 and valid_window(*w)][-KEEP:]
+        if kept:
+            windows[str(key)] = kept
+    return dict(list(windows.items())[-MAX_KEYS:])
 
 
 class Durations:
@@ -64,23 +98,20 @@ class Durations:
         self._lock = threading.Lock()
         self._windows: dict[str, list[list[float]]] = {}
         if self.path:
-            try:
-                with open(self.path, encoding="utf-8") as fh:
-                    loaded = json.load(fh)
-                self._windows = {str(k): [[float(a), float(b)] for a, b in v][-KEEP:]
-                                 for k, v in loaded.items()}
-            except (OSError, ValueError, TypeError):
-                self._windows = {}
+            self._windows = _read(self.path)
 
     def learn(self, key: str, low: float, high: float) -> None:
         """A job of this model (`duration_key`) finished after more than `low` and at most
         `high` s."""
-        if not 0 <= low <= high:
+        if not valid_window(low, high):
             return
         with self._lock:
-            windows = self._windows.setdefault(key, [])
+            windows = self._windows.pop(key, [])     # (re)inserted last: the latest learned
+            self._windows[key] = windows
             windows.append([round(low, 3), round(high, 3)])
             del windows[:-KEEP]
+            for stale in list(self._windows)[:-MAX_KEYS]:
+                del self._windows[stale]
             snapshot = json.dumps(self._windows)
         self._save(snapshot)
 

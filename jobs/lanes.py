@@ -4,6 +4,7 @@ bpy-free."""
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import time
 from collections import deque
@@ -30,7 +31,8 @@ class StopSignal:
         self.stopping = stopping
 
     def wait(self, seconds: float) -> bool:
-        deadline = time.monotonic() + max(seconds, 0.0)
+        # (NaN or a negative wait is no wait: a NaN deadline would never come, nor pass)
+        deadline = time.monotonic() + (seconds if math.isfinite(seconds) and seconds > 0 else 0.0)
         while True:
             if self.job.cancel_event.is_set() or self.stopping.is_set():
                 return True

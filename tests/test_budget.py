@@ -198,3 +198,119 @@ def test_the_request_rate_preference_sets_every_services_budget(recon3d):
     finally:
         prefs.requests_per_second = 10
     assert made.rate == 10
+
+
+def test_a_damaged_durations_file_is_read_as_what_is_valid_in_it(recon3d, tmp_path):
+    """durations.json is only a hint: whatever else is in it (another program's JSON, NaN,
+    a reversed window) is left out, and reading it never fails the engine."""
+    durations = importlib.import_module(f"{PKG}.jobs.durations")
+    path = tmp_path / "durations.json"
+    for text in ("[]", '"x"', "1", "[[1, 2]]", "null", "[" * 100_000, "{"):
+        path.write_text(text)
+        assert durations.Durations(str(tmp_path)).expected("m") is None, text
+    good = [[19.0, 21.0], [20.0, 22.0], [18.0, 20.0]]
+    path.write_text('{"m": [[NaN, 1], [1, Infinity], [-Infinity, 5], [5, 3], [-2, 1], '
+                    '[1, "2"], [true, 2], [1, 2, 3], 7, "x", '
+                    + ", ".join(json.dumps(w) for w in good) + '], '
+                    '"n": "x", "o": 3, "p": {"a": 1}, "q": [[NaN, NaN], [3, 1]]}')
+    learned = durations.Durations(str(tmp_path))
+    reference = durations.Durations(None)
+    for low, high in good:
+        reference.learn("m", low, high)
+    assert learned.expected("m") == reference.expected("m")
+    assert learned.expected("m").median == pytest.approx(20.0)
+    for key in "nopq":
+        assert learned.expected(key) is None
+    learned.learn("m", 19.5, 20.5)                  # what it writes back is only the valid
+    assert json.loads(path.read_text()) == {"m": good + [[19.5, 20.5]]}
+    # learn() keeps to the same rule.
+    for low, high in ((float("nan"), 1.0), (1.0, float("inf")), (5.0, 3.0), (-1.0, 2.0)):
+        learned.learn("r", low, high)
+    assert "r" not in json.loads(path.read_text())
+
+
+def test_a_non_finite_or_negative_wait_is_no_wait_and_the_schedule_stays_finite(recon3d):
+    polling = importlib.import_module(f"{PKG}.jobs.polling")
+    durations = importlib.import_module(f"{PKG}.jobs.durations")
+    lanes = importlib.import_module(f"{PKG}.jobs.lanes")
+    Job = importlib.import_module(f"{PKG}.jobs.model").Job
+    job = Job("segmind_sam3d", {"image_path": "x.png", "image_size": [8, 8]})
+    stop = lanes.StopSignal(job, threading.Event())
+    for seconds in (float("nan"), float("inf"), -5.0, 0.0):
+        returned = []
+        waiter = threading.Thread(target=lambda s=seconds: returned.append(stop.wait(s)),
+                                  daemon=True)
+        t0 = time.monotonic()
+        waiter.start()
+        waiter.join(2)
+        assert returned == [False] and time.monotonic() - t0 < 0.5, seconds
+    nan, inf = float("nan"), float("inf")
+    low, high = polling.DENSE_LIMITS[0], polling.APPROACH_CAP
+    for expected in (durations.Expected(nan, nan, nan), durations.Expected(20.0, nan, 25.0),
+                     durations.Expected(inf, 1.0, inf), durations.Expected(20.0, 18.0, 22.0),
+                     None):
+        for age in (nan, -inf, -3.0, 0.0, 1.0, 19.0, 21.0, 500.0, 1e9, inf):
+            for progress in (None, nan, 0.5):
+                interval = polling.next_poll_interval(age, progress, expected=expected)
+                assert low <= interval <= high, (expected, age, progress, interval)
+            assert polling.URGENCY_EARLY <= polling.urgency(age, expected) <= \
+                polling.URGENCY_POLL_MAX, (expected, age)
+
+
+def test_a_poll_ranks_below_downloads_and_cancels_however_overdue(recon3d):
+    polling = importlib.import_module(f"{PKG}.jobs.polling")
+    durations = importlib.import_module(f"{PKG}.jobs.durations")
+    two_seconds = durations.Expected(2.0, 1.92, 2.08)
+    assert polling.urgency(5.0, two_seconds) == polling.URGENCY_POLL_MAX     # 3 s overdue
+    assert polling.urgency(2.04, two_seconds) == pytest.approx(0.5)          # within: as was
+    assert polling.urgency(1.0, two_seconds) == polling.URGENCY_EARLY
+    assert polling.URGENCY_SUBMIT < polling.URGENCY_UNKNOWN == polling.urgency(3.0, None) < \
+        polling.URGENCY_POLL_MAX < polling.URGENCY_DOWNLOAD < polling.URGENCY_CANCEL
+
+
+def test_duration_keys_hold_only_declared_numbers_and_switches_and_are_bounded(recon3d,
+                                                                               tmp_path):
+    durations = importlib.import_module(f"{PKG}.jobs.durations")
+    providers = importlib.import_module(f"{PKG}.providers")
+    specs = providers.REGISTRY["fal_sam3d"].options
+    # An option the provider does not declare is sent as typed (perhaps a token): never kept.
+    options = {"webhook_token": "s3cret", "seed_list": [1, 2], "export_textured_glb": True}
+    assert durations.duration_key("fal_sam3d", options, specs) == \
+        "fal_sam3d?export_textured_glb=true"
+    assert durations.duration_key("fal_sam3d", {"webhook_token": "s3cret"}, specs) == \
+        "fal_sam3d"
+    # One key per model learned, the least recently learned dropped past MAX_KEYS.
+    learned = durations.Durations(str(tmp_path))
+    total = durations.MAX_KEYS + 20
+    for n in range(total):
+        learned.learn(f"m{n}", 1.0, 2.0)
+        learned.learn("m0", 1.0, 2.0)               # m0: learned again each time
+    kept = list(json.loads((tmp_path / "durations.json").read_text()))
+    survivors = [f"m{n}" for n in range(total - durations.MAX_KEYS + 1, total)] + ["m0"]
+    assert kept == survivors
+    # A new session keeps that order: the next model learned drops the oldest.
+    durations.Durations(str(tmp_path)).learn("new", 1.0, 2.0)
+    kept = list(json.loads((tmp_path / "durations.json").read_text()))
+    assert kept == survivors[1:] + ["new"]
+
+
+def test_clock_skew_and_long_models_keep_the_schedule_sparse(recon3d):
+    polling = importlib.import_module(f"{PKG}.jobs.polling")
+    durations = importlib.import_module(f"{PKG}.jobs.durations")
+    rng = random.Random(1)
+    # Another Blender, its clock 5 minutes ahead, sent the job: its age reads negative.
+    for expected in (None, durations.Expected(120.0, 100.0, 140.0)):
+        assert polling.next_poll_interval(-300.0, rng=rng, expected=expected) >= \
+            polling.SHORT_JOB_CAP * (1 - polling.JITTER), expected
+    assert polling.urgency(-300.0, durations.Expected(120.0, 100.0, 140.0)) == \
+        polling.URGENCY_EARLY
+    # A model of 50 minutes is still checked every minute or so before its spread.
+    long_model = durations.Expected(3000.0, 2800.0, 3200.0)
+    ages = [0.0]
+    while ages[-1] < 2800.0:
+        ages.append(ages[-1] + polling.next_poll_interval(ages[-1], rng=rng,
+                                                          expected=long_model))
+    gaps = [b - a for a, b in zip(ages, ages[1:])]
+    assert gaps[0] == pytest.approx(1.0, rel=polling.JITTER)
+    assert max(gaps) <= polling.APPROACH_CAP
+    assert len(ages) < 2800 / polling.APPROACH_CAP * 1.5
