@@ -261,7 +261,8 @@ def test_a_poll_ranks_below_downloads_and_cancels_however_overdue(recon3d):
     polling = importlib.import_module(f"{PKG}.jobs.polling")
     durations = importlib.import_module(f"{PKG}.jobs.durations")
     two_seconds = durations.Expected(2.0, 1.92, 2.08)
-    assert polling.urgency(5.0, two_seconds) == polling.URGENCY_POLL_MAX     # 3 s overdue
+    assert polling.urgency(5.0, two_seconds) < polling.URGENCY_DOWNLOAD     # 3 s overdue...
+    assert polling.urgency(5.0, two_seconds) == polling.URGENCY_POLL_MAX     # ...at most this
     assert polling.urgency(2.04, two_seconds) == pytest.approx(0.5)          # within: as was
     assert polling.urgency(1.0, two_seconds) == polling.URGENCY_EARLY
     assert polling.URGENCY_SUBMIT < polling.URGENCY_UNKNOWN == polling.urgency(3.0, None) < \
