@@ -7,8 +7,8 @@ serves several models, each its own provider id) plus the options that change th
 textured result, more faces …: every declared number or switch sent to the service that
 differs from its default; options the provider does not declare — sent as typed, perhaps a
 token — never go into a key). At most MAX_KEYS models are kept, the least recently learned
-dropped first. A model run with options not seen often enough is judged by all of its provider's
-windows together.
+dropped first. A model run with options not seen often enough is judged by all of its
+provider's windows together.
 
 From the latest windows (narrow ones — width ≤ 0.3 s or 10 % of the duration — when there are
 enough; a wide one's midpoint says little) comes an `Expected`: the median midpoint, and the
@@ -67,8 +67,15 @@ def duration_key(provider_id: str, options: dict | None = None, specs=()) -> str
 
 def valid_window(low, high) -> bool:
     """A window a job can have finished in: finite seconds, 0 <= low <= high."""
-    return (all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                for v in (low, high)) and 0 <= low <= high)
+    return all(_finite(v) for v in (low, high)) and 0 <= low <= high
+
+
+def _finite(value) -> bool:
+    try:
+        return isinstance(value, (int, float)) and not isinstance(value, bool) \
+            and math.isfinite(value)
+    except OverflowError:       # an integer too large for a float
+        return False
 
 
 def _read(path: str) -> dict[str, list[list[float]]]:

@@ -6,9 +6,10 @@ Vendor SDKs poll every second (Segmind) or every 3 s (Runware) for the job's who
 A model whose durations were learned (jobs/durations.py: the median, and the spread `early` ..
 `late` where nearly all its jobs finish) is polled around its expected finish: once after a
 second (a job refused at once shows up at once), then sparsely, each poll covering most of the
-way to the spread, at most a minute (straight to it once it is near); densely through the spread (10 % of the
-median apart, within 0.2–2 s, densest at the median where most jobs finish, so a finished job
-is noticed about a second later on median); past it, the interval grows with the time overdue.
+way to the spread but at most a minute of it (straight to it once it is near); densely through
+the spread (10 % of the median apart, within 0.2–2 s, densest at the median where most jobs
+finish, so a finished job is noticed about a second later on median); past it, the interval
+grows with the time overdue.
 When the service's budget is short, polls of the jobs likeliest to be done go first
 (`urgency`).
 

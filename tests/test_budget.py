@@ -210,7 +210,7 @@ def test_a_damaged_durations_file_is_read_as_what_is_valid_in_it(recon3d, tmp_pa
         assert durations.Durations(str(tmp_path)).expected("m") is None, text
     good = [[19.0, 21.0], [20.0, 22.0], [18.0, 20.0]]
     path.write_text('{"m": [[NaN, 1], [1, Infinity], [-Infinity, 5], [5, 3], [-2, 1], '
-                    '[1, "2"], [true, 2], [1, 2, 3], 7, "x", '
+                    '[1, "2"], [true, 2], [1, 2, 3], 7, "x", [1, 1' + "0" * 400 + '], '
                     + ", ".join(json.dumps(w) for w in good) + '], '
                     '"n": "x", "o": 3, "p": {"a": 1}, "q": [[NaN, NaN], [3, 1]]}')
     learned = durations.Durations(str(tmp_path))
