@@ -16,7 +16,8 @@ from ..providers import JobInputs, PollStatus, make_provider
 from .lanes import Lane, StopSignal, Stopped, unexpected_failure
 from .durations import duration_key
 from .model import Job
-from .polling import URGENCY_DOWNLOAD, URGENCY_SUBMIT, next_poll_interval, urgency
+from .polling import (URGENCY_CANCEL, URGENCY_DOWNLOAD, URGENCY_SUBMIT, next_poll_interval,
+                      urgency)
 
 log = logging.getLogger(__name__)
 
@@ -41,8 +42,9 @@ class Worker:
     def _take_budget(self, stop: StopSignal) -> None:
         # A canceled job's last request (asking the service to cancel it) still waits for its
         # slot: only the engine stopping interrupts that wait.
-        waiter = _ShutdownOnly(stop.stopping) if stop.job.cancel_event.is_set() else stop
-        self.lane.budget.take(waiter, self.urgency)
+        canceled = stop.job.cancel_event.is_set()
+        waiter = _ShutdownOnly(stop.stopping) if canceled else stop
+        self.lane.budget.take(waiter, URGENCY_CANCEL if canceled else self.urgency)
         self.sent_at = time.time()
 
     def run(self, job: Job, step: str) -> None:
@@ -66,16 +68,24 @@ class Worker:
             return
         except Canceled:
             if job.cancel_event.is_set():
-                self.engine.finish_canceled(job, provider)
+                self._finish_canceled(job, provider, stop)
         except Recon3DError as exc:
             if job.cancel_event.is_set():
-                self.engine.finish_canceled(job, provider)
+                self._finish_canceled(job, provider, stop)
             elif not self.engine.stopping.is_set():
                 self.engine._set(job, state="failed", error=str(exc), error_code=exc.code)
         except Exception as exc:  # a bug: the artist still gets a sentence, the console the trace
             log.exception("Recon3D job %s failed unexpectedly", job.id)
             self.engine._set(job, state="failed", error_code="internal",
                              error=unexpected_failure(exc, self.engine.job_dir(job)))
+
+    def _finish_canceled(self, job, provider, stop) -> None:
+        """Ask the service to cancel: that request's retry pauses and budget wait must not be
+        cut short by the very cancel they serve (only the engine stopping ends them)."""
+        if provider is not None:
+            provider.http.stop = _ShutdownOnly(stop.stopping)
+        self.urgency = URGENCY_CANCEL
+        self.engine.finish_canceled(job, provider)
 
     def _submit(self, job, provider, inputs, lane, stop) -> None:
         state = dict(job.service_data)
@@ -105,7 +115,8 @@ class Worker:
 
     def _poll_until_done(self, job, provider, lane, stop, immediate: bool) -> PollStatus:
         state = dict(job.service_data)
-        submitted = job.submitted_at or time.time()
+        # Never in the future: another Blender's clock may run ahead of this one's.
+        submitted = min(job.submitted_at or time.time(), time.time())
         if job.state == "downloading" and job.service_data.get("result_refs"):
             return PollStatus("done", result=job.service_data["result_refs"])
         # The deadline counts from now (this submit, resume or retry), never before a poll:

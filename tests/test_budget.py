@@ -315,3 +315,18 @@ def test_clock_skew_and_long_models_keep_the_schedule_sparse(recon3d):
     assert gaps[0] == pytest.approx(1.0, rel=polling.JITTER)
     assert max(gaps) <= polling.APPROACH_CAP
     assert len(ages) < 2800 / polling.APPROACH_CAP * 1.5
+
+
+def test_a_cancel_request_that_meets_a_503_is_retried(api, recon3d, emulator, fixtures):
+    """The request asking the service to cancel is retried like any other: the job's own
+    cancel must not cut its retry pause short."""
+    from emulator import Reply
+    emulator.scenario.results = [fixtures.glb("blob")]
+    emulator.scenario.duration = 30
+    job = api.submit(fixtures.path("photo.png"), "scenario_sam3d")
+    assert wait_until(lambda: job.state == "running", 10)
+    emulator.fault(lambda req: req.method == "POST" and "/action" in req.path,
+                   Reply(503, {"message": "busy"}, headers={"Retry-After": "0"}))
+    api.cancel(job)
+    assert wait_until(lambda: emulator.scenario.cancels == [job.remote_id], 10)
+    assert len(emulator.requests(contains="/action")) == 2      # the 503, then the cancel
