@@ -40,16 +40,6 @@ MODELS = (
 BASELINE_AGENT = "fixed-1s-poller"
 
 
-def peak_per_second(times: list[float]) -> int:
-    times = sorted(times)
-    start = peak = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        peak = max(peak, end - start + 1)
-    return peak
-
-
 def main() -> int:
     parser = argparse.ArgumentParser()
     parser.add_argument("--jobs", type=int, default=100)
@@ -60,7 +50,7 @@ def main() -> int:
     args = parser.parse_args()
 
     mount_core()
-    from emulator import TEST_KEYS, Emulator
+    from emulator import TEST_KEYS, Emulator, peak_per_second
     from r3d.jobs import Engine, Job
     from r3d.jobs.budget import RATE
     from r3d.jobs.durations import duration_key

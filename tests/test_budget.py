@@ -13,18 +13,7 @@ import bpy
 import pytest
 
 from conftest import PKG
-from emulator import wait_until
-
-
-def peak_per_second(times: list[float]) -> int:
-    """The most requests in any 1 s window."""
-    times = sorted(times)
-    start = peak = 0
-    for end, t in enumerate(times):
-        while t - times[start] >= 1.0:
-            start += 1
-        peak = max(peak, end - start + 1)
-    return peak
+from emulator import peak_per_second, wait_until
 
 
 def test_jobs_of_two_providers_of_one_service_share_its_request_budget(api, recon3d, emulator,

@@ -4,6 +4,7 @@ submit per job, the other Blender lists the jobs without touching them and finis
 once their owner is SIGKILLed."""
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -219,11 +220,10 @@ def test_ownership_a_lock_that_cannot_be_made_is_a_clear_error(recon3d, emulator
     assert emulator.segmind.submits == []
 
 
-def test_ownership_a_change_made_while_another_process_holds_the_lock_is_journaled_later(
-        recon3d, emulator, fixtures, tmp_path):
-    """Importing a finished job while another process holds its lock for an instant (its
-    watch glancing at who owns it): the "imported" state reaches the journal once the lock is
-    free, instead of being dropped — so the other Blender does not list it as still ready."""
+@contextlib.contextmanager
+def ready_job_locked_elsewhere(emulator, fixtures, tmp_path, holder: str):
+    """An engine with a finished job it has let go of, whose lock another Ownership (another
+    process, as far as locks go) now holds: (engine, job, that ownership)."""
     import importlib
     from conftest import PKG
     jobs, runtime, ownership = (importlib.import_module(f"{PKG}.{m}")
@@ -231,14 +231,26 @@ def test_ownership_a_change_made_while_another_process_holds_the_lock_is_journal
     serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
     data = str(tmp_path / "data")
     engine = jobs.Engine(data, runtime.settings_for, owner_label="this Blender")
-    glance = ownership.Ownership(data, "the other Blender's watch")
+    other = ownership.Ownership(data, holder)
     try:
         job = engine.submit(jobs.Job("segmind_sam3d", {
             "image_path": fixtures.path("photo.png"), "image_size": [64, 64]}))
         assert job.wait(30).state == "ready", job.error
         assert wait_until(lambda: not engine.ownership.owns(job.id), 5)
-        assert glance.claim(job.id)
+        assert other.claim(job.id)
+        yield engine, job, other
+    finally:
+        other.release_all()
+        engine.shutdown()
 
+
+def test_ownership_a_change_made_while_another_process_holds_the_lock_is_journaled_later(
+        recon3d, emulator, fixtures, tmp_path):
+    """Importing a finished job while another process holds its lock for an instant (its
+    watch glancing at who owns it): the "imported" state reaches the journal once the lock is
+    free, instead of being dropped — so the other Blender does not list it as still ready."""
+    with ready_job_locked_elsewhere(emulator, fixtures, tmp_path,
+                                    "the other Blender's watch") as (engine, job, glance):
         engine.mark_imported(job, ["Mesh"])
 
         assert engine.journal.load(job.id).state == "ready"      # locked: not yet written
@@ -249,9 +261,6 @@ def test_ownership_a_change_made_while_another_process_holds_the_lock_is_journal
         entry = engine.journal.load(job.id)
         assert (entry.state, entry.imported_objects) == ("imported", ["Mesh"])
         assert not engine.ownership.owns(job.id)                 # claimed for the write only
-    finally:
-        glance.release_all()
-        engine.shutdown()
 
 
 def test_ownership_a_job_removed_in_one_blender_stays_gone_when_another_changes_it(
@@ -296,21 +305,9 @@ def test_ownership_a_deferred_change_loses_to_the_owners_newer_entry(recon3d, em
     """A change made while another process held the job's lock is journaled later — but
     when that process journaled the job after our change, its newer entry wins: it is taken
     here and ours is dropped, instead of being written over it."""
-    import importlib
     import time as clock
-    from conftest import PKG
-    jobs, runtime, ownership = (importlib.import_module(f"{PKG}.{m}")
-                                for m in ("jobs", "addon.runtime", "jobs.ownership"))
-    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
-    data = str(tmp_path / "data")
-    engine = jobs.Engine(data, runtime.settings_for, owner_label="this Blender")
-    other = ownership.Ownership(data, "the other Blender")
-    try:
-        job = engine.submit(jobs.Job("segmind_sam3d", {
-            "image_path": fixtures.path("photo.png"), "image_size": [64, 64]}))
-        assert job.wait(30).state == "ready", job.error
-        assert wait_until(lambda: not engine.ownership.owns(job.id), 5)
-        assert other.claim(job.id)
+    with ready_job_locked_elsewhere(emulator, fixtures, tmp_path,
+                                    "the other Blender") as (engine, job, other):
         engine.mark_imported(job, ["Mine"])                      # deferred: locked
         clock.sleep(0.01)
         theirs = engine.journal.load(job.id)
@@ -322,6 +319,3 @@ def test_ownership_a_deferred_change_loses_to_the_owners_newer_entry(recon3d, em
         assert entry.imported_objects == ["Theirs"]
         assert job.imported_objects == ["Theirs"]
         assert not engine.ownership.owns(job.id)
-    finally:
-        other.release_all()
-        engine.shutdown()

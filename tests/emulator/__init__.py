@@ -172,6 +172,17 @@ class Emulator:
         return Reply(200, data, content_type=ctype)
 
 
+def peak_per_second(times: list[float]) -> int:
+    """The most requests in any 1 s window (of recorded request times)."""
+    times = sorted(times)
+    start = peak = 0
+    for end, t in enumerate(times):
+        while t - times[start] >= 1.0:
+            start += 1
+        peak = max(peak, end - start + 1)
+    return peak
+
+
 def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -181,4 +192,5 @@ def wait_until(predicate, timeout: float = 10.0, interval: float = 0.02) -> bool
     return predicate()
 
 
-__all__ = ["Emulator", "Fault", "FileBody", "Recorded", "Reply", "TEST_KEYS", "wait_until"]
+__all__ = ["Emulator", "Fault", "FileBody", "Recorded", "Reply", "TEST_KEYS", "peak_per_second",
+           "wait_until"]
