@@ -111,7 +111,7 @@ class Worker:
                     raise
                 lane.slow_down(min(5.0, self.engine.rate_limit_give_up / 4))
         self.engine._set(job, state="running", remote_id=remote_id, service_data=dict(state),
-                  submitted_at=time.time(), **_cost_fields(state))
+                  submitted_at=time.time(), **_service_fields(state))
 
     def _poll_until_done(self, job, provider, lane, stop, immediate: bool) -> PollStatus:
         state = dict(job.service_data)
@@ -170,7 +170,7 @@ class Worker:
                     self.engine.durations.learn(model, pending_age, polled_age)
                 state["result_refs"] = status.result
                 self.engine._set(job, state="downloading", service_data=dict(state),
-                          **_cost_fields(state))
+                          **_service_fields(state))
                 return status
             if status.state == "failed":
                 raise JobFailed(f"{provider.service} could not make the model: "
@@ -189,7 +189,7 @@ class Worker:
         if job.cancel_event.is_set():
             raise Canceled("The job was canceled.")
         self.engine._set(job, state="ready", files=list(files), progress=1.0,
-                  **_cost_fields(job.service_data))
+                  **_service_fields(job.service_data))
 
     def _download_patiently(self, job, provider, status, state, stop) -> list[str]:
         """The provider's download, tried again with growing pauses while it fails with
@@ -224,7 +224,7 @@ class _ShutdownOnly:
             raise Stopped()
 
 
-def _cost_fields(state: dict) -> dict:
+def _service_fields(state: dict) -> dict:
     """The job fields a provider's journaled data sets: cost, credits left and a notice."""
     out = {}
     if state.get("notice"):
