@@ -7,7 +7,6 @@ door."""
 from __future__ import annotations
 
 import contextlib
-import gc
 import os
 import shutil
 import signal
@@ -140,11 +139,6 @@ def run_batch(photos, provider: str = "segmind_sam3d", *, jobs: int | None = Non
     if jobs:
         eng.set_max_in_flight(jobs)
     waited = [0.0]
-    # Python's cycle collector runs in whichever thread happens to allocate; during a batch
-    # the workers allocate constantly while this thread imports, and a collection there can
-    # free Blender data from a worker thread. Collect on this thread only, between imports.
-    collecting = gc.isenabled()
-    gc.disable()
     try:
         for index, (result, (photo, kw)) in enumerate(zip(results, items)):
             t0 = time.perf_counter()
@@ -164,9 +158,6 @@ def run_batch(photos, provider: str = "segmind_sam3d", *, jobs: int | None = Non
     finally:
         if jobs:
             eng.set_max_in_flight(previous_limit)
-        if collecting:
-            gc.enable()
-            gc.collect()
     batch.arrange([r.objects for r in results if r.objects], layout, anchor)
     if all(r.state != "unfinished" for r in results):
         manifest.set_finished()
@@ -231,7 +222,6 @@ def _collect(results, deadline, on_update, import_kw: dict, match_camera: bool,
     cameras: set[str] = set()
     while pending:
         main_thread.drain()
-        gc.collect(0)
         for result in list(pending):
             job = result.job
             if job.state in WAIT_TERMINAL:
@@ -239,7 +229,6 @@ def _collect(results, deadline, on_update, import_kw: dict, match_camera: bool,
                 t0 = time.perf_counter()
                 camera = match_camera and result.photo not in cameras
                 _import_result(result, dict(import_kw, match_camera=camera))
-                gc.collect()           # the import's garbage, freed on this thread
                 if result.ok and camera:
                     cameras.add(result.photo)
                 result.main_thread_seconds += time.perf_counter() - t0

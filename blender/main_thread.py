@@ -106,10 +106,14 @@ def _auto_import(job) -> None:
         except Recon3DError as exc:
             runtime.engine().note_import_error(job, str(exc))
             return
+        if bpy.app.background:
+            # No artist to undo it, and a memfile undo step pushed while a headless batch
+            # waits (the bpy module, `blender -b`) crashed Blender 4.5 and 5.0.
+            return
         try:
             bpy.ops.ed.undo_push(message="Recon3D Import")    # one undo step per import
         except RuntimeError:
-            pass      # no undo stack (background mode)
+            pass      # no undo stack
 
 
 def _ui_context():
