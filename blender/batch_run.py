@@ -221,7 +221,7 @@ def _collect(results, deadline, on_update, import_kw: dict, match_camera: bool,
     seen = {id(r): (r.state, round(r.progress, 1)) for r in results}
     cameras: set[str] = set()
     while pending:
-        main_thread.drain()
+        main_thread.drain(undo_steps=False)
         for result in list(pending):
             job = result.job
             if job.state in WAIT_TERMINAL:

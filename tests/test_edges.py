@@ -106,18 +106,25 @@ def test_cdn_outage_is_retried_then_fetched_again_with_retry_download(api, engin
 
 
 # -- a failed auto-import is tried once ---------------------------------------------------------------
+@pytest.mark.parametrize("failure", ["no_mesh", "importer_bug"])
 def test_failed_auto_import_is_tried_once_and_says_why(api, recon3d, emulator, fixtures,
-                                                       monkeypatch):
+                                                       monkeypatch, capsys, failure):
+    """A result with no mesh (a Recon3DError), or a bug in an importer (any other exception:
+    drain still returns, so in the UI its timer keeps running): the job stays ready, says
+    why, and is not imported again and again."""
     bridge = module("blender.main_thread")
     attempts = []
     real_import = bridge.importer.import_job
 
     def counting_import(job, **kw):
         attempts.append(job.id)
+        if failure == "importer_bug":
+            raise KeyError("accessor")
         return real_import(job, **kw)
 
     monkeypatch.setattr(bridge.importer, "import_job", counting_import)
-    serve(emulator, "segmind_sam3d", [fixtures.glb("no_mesh")])
+    serve(emulator, "segmind_sam3d", [fixtures.glb("no_mesh" if failure == "no_mesh" else
+                                                   "blob")])
     job = api.submit(fixtures.path("photo.png"), "segmind_sam3d",
                      _auto_import={"blend": bpy.data.filepath, "scene": bpy.context.scene.name,
                                    "placement": "cursor"})
@@ -126,7 +133,12 @@ def test_failed_auto_import_is_tried_once_and_says_why(api, recon3d, emulator, f
         bridge.drain()
     assert attempts == [job.id]
     assert job.state == "ready" and job.error_code == "import"
-    assert "no mesh" in job.error
+    if failure == "no_mesh":
+        assert "no mesh" in job.error
+    else:
+        assert "Blender could not import the result (KeyError" in job.error
+        assert "import it again from the job list" in job.error
+        assert "KeyError" in capsys.readouterr().err     # the traceback, for a bug report
 
 
 # -- a worker that dies ---------------------------------------------------------------------------------

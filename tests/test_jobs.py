@@ -238,20 +238,22 @@ def test_auto_import_only_into_the_file_it_came_from(api, recon3d, emulator, fix
     assert job.state == "imported"
 
 
-
 def test_sidebar_jobs_ready_while_a_headless_batch_waits_are_imported_without_undo_steps(
         api, recon3d, emulator, fixtures):
-    """Headless Blender has nobody to undo an import: the auto-import pushes no undo step.
-    (It did, from a batch's wait loop, and Blender 4.5 and 5.0 crashed in the undo push.)
-    The bpy module keeps no undo step unless one is pushed explicitly: two pushes and
-    `ed.undo` would become possible."""
-    assert bpy.app.background and not bpy.ops.ed.undo.poll()
-    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")] * 3)
+    """Headless Blender has nobody to undo an import: the auto-import pushes no undo step
+    (a crash dump of headless 4.5 showed the main thread inside that push, made from a
+    batch's wait loop). The bpy module keeps no undo step unless one is pushed explicitly;
+    after two pushes `ed.undo` becomes possible, so two auto-imports would show it."""
+    assert bpy.app.background
+    assert not bpy.ops.ed.undo.poll(), "an earlier test left undo steps: nothing to measure"
+    serve(emulator, "segmind_sam3d", [fixtures.glb("blob")])
     form = bpy.context.scene.recon3d
     form.image_path, form.provider = fixtures.path("photo.png"), "segmind_sam3d"
+    before = {job.id for job in api.jobs()}
     for _ in range(2):
         assert bpy.ops.recon3d.submit() == {"FINISHED"}
-    sidebar = api.jobs()[-2:]
+    sidebar = [job for job in api.jobs() if job.id not in before]
+    assert len(sidebar) == 2
     for job in sidebar:
         assert job.wait(30).state == "ready", job.error      # nobody has drained yet
     results = api.reconstruct_many([fixtures.path("photo.png")])
@@ -259,6 +261,7 @@ def test_sidebar_jobs_ready_while_a_headless_batch_waits_are_imported_without_un
     assert [job.state for job in sidebar] == ["imported", "imported"]   # the batch's drain
     assert all(job.imported_objects for job in sidebar)
     assert not bpy.ops.ed.undo.poll()
+
 
 def test_polls_are_counted_and_adaptive(api, recon3d, emulator, fixtures):
     polling = importlib.import_module(f"{PKG}.jobs.polling")
