@@ -39,6 +39,11 @@ class Budget:
         self._waiting: list[tuple[float, int]] = []
         self._order = itertools.count()
 
+    def set_rate(self, rate: int) -> None:
+        with self._cond:
+            self.rate = max(1, int(rate))
+            self._cond.notify_all()      # waiters look again: a higher rate may free a slot
+
     def pause(self, seconds: float) -> None:
         """A 429: nothing is sent to the service for that long."""
         with self._cond:
@@ -89,12 +94,10 @@ class Budgets:
 
     def set_rate(self, rate: int) -> None:
         with self._lock:
-            self.rate = max(1, int(rate))
+            self.rate = rate = max(1, int(rate))
             budgets = list(self._by_service.values())
         for budget in budgets:
-            with budget._cond:
-                budget.rate = self.rate
-                budget._cond.notify_all()
+            budget.set_rate(rate)
 
     def for_provider(self, provider_id: str) -> Budget:
         cls = REGISTRY.get(provider_id)
